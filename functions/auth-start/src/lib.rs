@@ -1,0 +1,18 @@
+//! `POST /miro/authorizations`: start connecting the signed-in user to Miro.
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use miro_connect::service::StartAuthorization;
+use miro_connect::{http, identity, Error, Service};
+
+pub async fn handle(service: &Service, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+    Ok(http::respond(start(service, &req).await))
+}
+
+async fn start(service: &Service, req: &Request) -> Result<Response<Body>, Error> {
+    http::require_method(req, Method::POST)?;
+    let user = identity::app_user(req)?;
+    let body: StartAuthorization = http::json_body_or_default(req)?;
+    let started = service.start_authorization(&user, body).await?;
+    Ok(http::json(StatusCode::CREATED, &started))
+}

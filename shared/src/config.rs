@@ -1,0 +1,166 @@
+//! Typed configuration, read once per cold start from the environment.
+//!
+//! Every outside address is a setting whose default is the real one, so that a
+//! test run and production differ only in settings.
+
+use crate::secret::Secret;
+use url::{Origin, Url};
+
+pub const DEFAULT_MIRO_AUTH_BASE: &str = "https://miro.com";
+pub const DEFAULT_MIRO_API_BASE: &str = "https://api.miro.com";
+/// Pending authorizations and parked codes live about as long as Miro's codes.
+pub const DEFAULT_AUTHORIZATION_TTL_SECONDS: i64 = 600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("setting {0} is required")]
+    Missing(&'static str),
+    #[error("setting {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub miro_client_id: String,
+    pub miro_client_secret: Secret,
+    /// Exactly as registered in the Miro app's settings.
+    pub miro_redirect_uri: Url,
+    pub miro_auth_base: Url,
+    pub miro_api_base: Url,
+    pub table_name: String,
+    /// Origins that `return_to` may point at.
+    pub allowed_return_origins: Vec<Origin>,
+    /// Where the browser goes back to when a request names no `return_to`
+    /// (the one-click path of `POST /boards`).
+    pub default_return_to: Url,
+    /// Key ring for sealing tokens: `id:base64key[,id:base64key…]`, first seals.
+    pub sealing_keys: Option<Secret>,
+    pub authorization_ttl_seconds: i64,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
+        let url = |name: &'static str, value: String| {
+            Url::parse(&value).map_err(|e| ConfigError::Invalid {
+                name,
+                reason: e.to_string(),
+            })
+        };
+
+        let allowed_return_origins = required("ALLOWED_RETURN_ORIGINS")?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| url("ALLOWED_RETURN_ORIGINS", s.to_string()).map(|u| u.origin()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if allowed_return_origins.iter().any(|o| !o.is_tuple()) {
+            return Err(ConfigError::Invalid {
+                name: "ALLOWED_RETURN_ORIGINS",
+                reason: "every entry must be an http(s) origin".into(),
+            });
+        }
+        let default_return_to = url("DEFAULT_RETURN_TO", required("DEFAULT_RETURN_TO")?)?;
+        if !allowed_return_origins.contains(&default_return_to.origin()) {
+            return Err(ConfigError::Invalid {
+                name: "DEFAULT_RETURN_TO",
+                reason: "its origin must be in ALLOWED_RETURN_ORIGINS".into(),
+            });
+        }
+        let authorization_ttl_seconds =
+            match get("AUTHORIZATION_TTL_SECONDS") {
+                None => DEFAULT_AUTHORIZATION_TTL_SECONDS,
+                Some(v) => v.parse().ok().filter(|s| (60..=3600).contains(s)).ok_or(
+                    ConfigError::Invalid {
+                        name: "AUTHORIZATION_TTL_SECONDS",
+                        reason: "seconds between 60 and 3600".into(),
+                    },
+                )?,
+            };
+
+        Ok(Self {
+            miro_client_id: required("MIRO_CLIENT_ID")?,
+            miro_client_secret: Secret::new(required("MIRO_CLIENT_SECRET")?),
+            miro_redirect_uri: url("MIRO_REDIRECT_URI", required("MIRO_REDIRECT_URI")?)?,
+            miro_auth_base: url(
+                "MIRO_AUTH_BASE_URL",
+                get("MIRO_AUTH_BASE_URL").unwrap_or_else(|| DEFAULT_MIRO_AUTH_BASE.into()),
+            )?,
+            miro_api_base: url(
+                "MIRO_API_BASE_URL",
+                get("MIRO_API_BASE_URL").unwrap_or_else(|| DEFAULT_MIRO_API_BASE.into()),
+            )?,
+            table_name: get("TABLE_NAME").unwrap_or_default(),
+            allowed_return_origins,
+            default_return_to,
+            sealing_keys: get("TOKEN_SEALING_KEYS").map(Secret::new),
+            authorization_ttl_seconds,
+        })
+    }
+
+    /// An endpoint under one of the Miro bases, keeping any path prefix the base has.
+    pub fn endpoint(base: &Url, path: &str) -> Url {
+        let mut url = base.clone();
+        let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
+        url.set_path(&joined);
+        url
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut m: HashMap<String, String> = [
+            ("MIRO_CLIENT_ID", "id"),
+            ("MIRO_CLIENT_SECRET", "secret"),
+            ("MIRO_REDIRECT_URI", "https://api.example.com/miro/callback"),
+            (
+                "ALLOWED_RETURN_ORIGINS",
+                "https://app.example.com, http://localhost:3000",
+            ),
+            ("DEFAULT_RETURN_TO", "https://app.example.com/miro"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in extra {
+            m.insert(k.to_string(), v.to_string());
+        }
+        m
+    }
+
+    #[test]
+    fn defaults_are_the_real_miro() {
+        let s = settings(&[]);
+        let c = Config::from_lookup(|k| s.get(k).cloned()).expect("config");
+        assert_eq!(c.miro_auth_base.as_str(), "https://miro.com/");
+        assert_eq!(c.miro_api_base.as_str(), "https://api.miro.com/");
+        assert_eq!(c.allowed_return_origins.len(), 2);
+        assert_eq!(
+            Config::endpoint(&c.miro_api_base, "/v2/boards").as_str(),
+            "https://api.miro.com/v2/boards"
+        );
+    }
+
+    #[test]
+    fn default_return_must_be_allowed() {
+        let s = settings(&[("DEFAULT_RETURN_TO", "https://evil.example.net/")]);
+        assert!(Config::from_lookup(|k| s.get(k).cloned()).is_err());
+    }
+
+    #[test]
+    fn endpoint_keeps_a_base_path() {
+        let base = Url::parse("http://127.0.0.1:9/_miro").expect("url");
+        assert_eq!(
+            Config::endpoint(&base, "/v2/boards").as_str(),
+            "http://127.0.0.1:9/_miro/v2/boards"
+        );
+    }
+}

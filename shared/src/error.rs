@@ -1,0 +1,106 @@
+//! Every way a request can fail, as one type. [`crate::http::respond`] maps it
+//! to a response in one place.
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("a verified app user is required")]
+    Unauthenticated,
+    #[error("this route does not take that method")]
+    MethodNotAllowed,
+    #[error("no such route")]
+    NotFound,
+    #[error("the body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("the body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("the body is not valid JSON")]
+    MalformedJson,
+    #[error("the body does not match the schema: {0}")]
+    InvalidBody(String),
+    #[error("invalid board: {0}")]
+    InvalidBoard(String),
+    #[error("invalid {0}")]
+    InvalidParameter(&'static str),
+    #[error("return_to must be an http(s) URL on an allowed origin")]
+    ReturnToNotAllowed,
+    #[error("the completion is unknown, used or expired")]
+    InvalidCompletion,
+    #[error("this completion belongs to another user; it has been destroyed")]
+    CompletionForbidden,
+    #[error("the user must connect Miro first")]
+    AuthorizationRequired {
+        authorize_url: String,
+        expires_at: String,
+    },
+    #[error("Miro refused the request ({status}): {message}")]
+    MiroRejected { status: u16, message: String },
+    #[error("Miro's rate limit was reached")]
+    MiroRateLimited { retry_after_seconds: u64 },
+    #[error("Miro is unavailable")]
+    MiroUnavailable { retry_after_seconds: u64 },
+    #[error("storage is unavailable")]
+    Storage(#[from] StoreError),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable machine-readable code in `{"error": …}`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Unauthenticated => "unauthenticated",
+            Error::MethodNotAllowed => "method_not_allowed",
+            Error::NotFound => "not_found",
+            Error::UnsupportedMediaType => "unsupported_media_type",
+            Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::MalformedJson => "malformed_json",
+            Error::InvalidBody(_) => "invalid_body",
+            Error::InvalidBoard(_) => "invalid_board",
+            Error::InvalidParameter(_) => "invalid_parameter",
+            Error::ReturnToNotAllowed => "return_to_not_allowed",
+            Error::InvalidCompletion => "invalid_completion",
+            Error::CompletionForbidden => "completion_forbidden",
+            Error::AuthorizationRequired { .. } => "miro_authorization_required",
+            Error::MiroRejected { .. } => "miro_rejected",
+            Error::MiroRateLimited { .. } => "miro_rate_limited",
+            Error::MiroUnavailable { .. } => "miro_unavailable",
+            Error::Storage(_) => "storage_unavailable",
+            Error::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Unauthenticated | Error::AuthorizationRequired { .. } => 401,
+            Error::CompletionForbidden => 403,
+            Error::NotFound => 404,
+            Error::MethodNotAllowed => 405,
+            Error::PayloadTooLarge(_) => 413,
+            Error::UnsupportedMediaType => 415,
+            Error::MalformedJson
+            | Error::InvalidParameter(_)
+            | Error::ReturnToNotAllowed
+            | Error::InvalidCompletion => 400,
+            Error::InvalidBody(_) | Error::InvalidBoard(_) | Error::MiroRejected { .. } => 422,
+            Error::MiroRateLimited { .. } => 429,
+            Error::MiroUnavailable { .. } | Error::Storage(_) => 503,
+            Error::Internal(_) => 500,
+        }
+    }
+
+    /// Seconds for `Retry-After`, where waiting is the remedy.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::MiroRateLimited {
+                retry_after_seconds,
+            }
+            | Error::MiroUnavailable {
+                retry_after_seconds,
+            } => Some(*retry_after_seconds),
+            Error::Storage(_) => Some(1),
+            _ => None,
+        }
+    }
+}

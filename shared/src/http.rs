@@ -1,0 +1,181 @@
+//! The HTTP edge shared by every handler: JSON bodies in, JSON and redirects
+//! out, errors mapped to responses in one place, security headers everywhere.
+
+use crate::error::Error;
+use lambda_http::http::{header, HeaderValue, Method, Response, StatusCode};
+use lambda_http::{Body, Request};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+
+/// Larger bodies are refused before parsing; the biggest valid one is ~2 KiB.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Every response: nothing cached, no `Referer` carrying a code or a state onward.
+fn secure(mut response: Response<Body>) -> Response<Body> {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn build(status: StatusCode, content_type: &'static str, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    secure(response)
+}
+
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_string(value) {
+        Ok(text) => build(status, "application/json", Body::Text(text)),
+        Err(e) => error(&Error::Internal(e.to_string())),
+    }
+}
+
+pub fn no_content() -> Response<Body> {
+    build(StatusCode::NO_CONTENT, "application/json", Body::Empty)
+}
+
+/// `{"error": code, "message": …}`, plus what the one-click path needs.
+pub fn error(e: &Error) -> Response<Body> {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = match e {
+        Error::AuthorizationRequired {
+            authorize_url,
+            expires_at,
+        } => json!({
+            "error": e.code(),
+            "message": e.to_string(),
+            "authorize_url": authorize_url,
+            "expires_at": expires_at,
+        }),
+        _ => json!({ "error": e.code(), "message": e.to_string() }),
+    };
+    if status.is_server_error() {
+        tracing::error!(error = %e, code = e.code(), "request failed");
+    }
+    let mut response = build(status, "application/json", Body::Text(body.to_string()));
+    if let Some(seconds) = e.retry_after() {
+        if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    response
+}
+
+/// The one place a handler's outcome becomes a response.
+pub fn respond(outcome: Result<Response<Body>, Error>) -> Response<Body> {
+    outcome.unwrap_or_else(|e| error(&e))
+}
+
+pub fn see_other(location: &url::Url) -> Response<Body> {
+    let mut response = build(
+        StatusCode::SEE_OTHER,
+        "text/plain; charset=utf-8",
+        Body::Empty,
+    );
+    match HeaderValue::from_str(location.as_str()) {
+        Ok(v) => {
+            response.headers_mut().insert(header::LOCATION, v);
+            response
+        }
+        Err(_) => error_page(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// A fixed page: it reflects nothing from the request and loads nothing.
+pub fn error_page(status: StatusCode) -> Response<Body> {
+    const PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<title>Miro authorization failed</title></head><body>\
+<h1>Miro authorization failed</h1>\
+<p>This sign-in link is invalid, expired or was already used. \
+Go back to the app and start again.</p></body></html>";
+    let mut response = build(status, "text/html; charset=utf-8", Body::Text(PAGE.into()));
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    response
+}
+
+pub fn require_method(req: &Request, method: Method) -> Result<(), Error> {
+    if req.method() == method {
+        Ok(())
+    } else {
+        Err(Error::MethodNotAllowed)
+    }
+}
+
+/// The JSON body, or `T::default()` when there is none.
+pub fn json_body_or_default<T: DeserializeOwned + Default>(req: &Request) -> Result<T, Error> {
+    if body_bytes(req).is_empty() {
+        return Ok(T::default());
+    }
+    json_body(req)
+}
+
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Error> {
+    let bytes = body_bytes(req);
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(Error::PayloadTooLarge(MAX_BODY_BYTES));
+    }
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(Error::UnsupportedMediaType);
+    }
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => Error::InvalidBody(data_error_message(&e)),
+        _ => Error::MalformedJson,
+    })
+}
+
+/// serde's message names the field and what was expected; it never quotes
+/// more than a field name or an enum value from the input.
+fn data_error_message(e: &serde_json::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(pos) = text.find(" at line ") {
+        text.truncate(pos);
+    }
+    text.truncate(text.floor_char_boundary(200));
+    text
+}
+
+fn body_bytes(req: &Request) -> &[u8] {
+    match req.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    }
+}
+
+/// Query parameters, refusing duplicates (a smuggling vector) by reporting them.
+pub fn query_pairs(req: &Request) -> Result<Vec<(String, String)>, Error> {
+    let query = req.uri().query().unwrap_or_default();
+    if query.len() > 8 * 1024 {
+        return Err(Error::InvalidParameter("query"));
+    }
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if pairs.iter().any(|(seen, _)| *seen == k) {
+            return Err(Error::InvalidParameter("query"));
+        }
+        pairs.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(pairs)
+}

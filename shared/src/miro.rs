@@ -1,0 +1,189 @@
+//! Miro's REST API: creating boards (and, with tokens, what a connection needs).
+
+use crate::config::Config;
+use crate::domain::{Board, BoardPolicy, BoardRequest, TeamRef};
+use crate::oauth::string_or_number;
+use crate::secret::Secret;
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MiroError {
+    /// 401: the access token is not (or no longer) valid.
+    #[error("Miro refused the access token")]
+    Unauthorized,
+    #[error("Miro refused the request ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    #[error("Miro's rate limit was reached")]
+    RateLimited { retry_after_seconds: u64 },
+    /// 5xx, a timeout or no answer. `may_have_taken_effect` is false only
+    /// where the request cannot have reached Miro (connection refused).
+    #[error("Miro is unavailable: {detail}")]
+    Unavailable {
+        may_have_taken_effect: bool,
+        detail: String,
+    },
+}
+
+/// Miro's error body: `{status, code, message, type}`.
+#[derive(Debug, Default, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateBoardBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    team_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    project_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<&'a BoardPolicy>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BoardWithLinks {
+    #[serde(deserialize_with = "required_id")]
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    view_link: String,
+    #[serde(default)]
+    team: Option<TeamBody>,
+    #[serde(default)]
+    created_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TeamBody {
+    #[serde(default, deserialize_with = "string_or_number")]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+fn required_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    string_or_number(d)?.ok_or_else(|| serde::de::Error::custom("id is null"))
+}
+
+pub struct MiroApi {
+    http: reqwest::Client,
+    base: Url,
+}
+
+impl MiroApi {
+    pub fn new(config: &Config, http: reqwest::Client) -> Self {
+        Self {
+            http,
+            base: config.miro_api_base.clone(),
+        }
+    }
+
+    /// `POST /v2/boards`. Not idempotent at Miro: the caller decides on retries.
+    pub async fn create_board(
+        &self,
+        access_token: &Secret,
+        request: &BoardRequest,
+    ) -> Result<Board, MiroError> {
+        let body = CreateBoardBody {
+            name: request.name.as_deref(),
+            description: request.description.as_deref(),
+            team_id: request.team_id.as_deref(),
+            project_id: request.project_id.as_deref(),
+            policy: request.policy.as_ref(),
+        };
+        let response = self
+            .http
+            .post(Config::endpoint(&self.base, "/v2/boards"))
+            .bearer_auth(access_token.expose())
+            .json(&body)
+            .send()
+            .await
+            .map_err(transport)?;
+        if response.status() != StatusCode::CREATED && response.status() != StatusCode::OK {
+            return Err(failure(response).await);
+        }
+        let board: BoardWithLinks = response.json().await.map_err(|e| MiroError::Unavailable {
+            may_have_taken_effect: true,
+            detail: format!("unreadable board response: {e}"),
+        })?;
+        Ok(Board {
+            id: board.id,
+            name: board.name,
+            view_link: board.view_link,
+            team: board
+                .team
+                .and_then(|t| t.id.map(|id| TeamRef { id, name: t.name })),
+            created_at: board.created_at,
+        })
+    }
+}
+
+pub(crate) fn transport(e: reqwest::Error) -> MiroError {
+    MiroError::Unavailable {
+        may_have_taken_effect: !e.is_connect(),
+        detail: if e.is_timeout() {
+            "timed out".into()
+        } else {
+            "no answer".into()
+        },
+    }
+}
+
+/// Seconds to wait after a 429: `Retry-After` if given, else until
+/// `X-RateLimit-Reset` (epoch seconds), else a second.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> u64 {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    };
+    if let Some(seconds) = header("retry-after") {
+        return seconds.clamp(0, 3600) as u64;
+    }
+    if let Some(reset) = header("x-ratelimit-reset") {
+        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+        return (reset - now).clamp(1, 3600) as u64;
+    }
+    1
+}
+
+pub(crate) async fn failure(response: reqwest::Response) -> MiroError {
+    let status = response.status();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return MiroError::RateLimited {
+            retry_after_seconds: retry_after(response.headers()),
+        };
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        return MiroError::Unauthorized;
+    }
+    if status.is_server_error() {
+        return MiroError::Unavailable {
+            may_have_taken_effect: true,
+            detail: format!("status {}", status.as_u16()),
+        };
+    }
+    let body: ErrorBody = response.json().await.unwrap_or_default();
+    let mut message = body
+        .message
+        .or(body.code)
+        .unwrap_or_else(|| "no detail".into());
+    message.truncate(message.floor_char_boundary(300));
+    MiroError::Rejected {
+        status: status.as_u16(),
+        message,
+    }
+}

@@ -1,0 +1,291 @@
+//! Miro's OAuth2 authorization-code flow on the `oauth2` crate: the authorize
+//! URL, the code exchange and the refresh, with Miro's own response shapes.
+//!
+//! `oauth2` runs over this crate's reqwest through [`send`], so that one
+//! reqwest is built. The client authenticates with `client_id` and
+//! `client_secret` in the form body, never in a URL.
+
+use crate::config::Config;
+use crate::secret::Secret;
+use oauth2::basic::{
+    BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType,
+};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, ExtraTokenFields, RedirectUrl, RefreshToken, RequestTokenError,
+    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use url::Url;
+
+/// What a token response carries, in our terms.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
+    pub expires_in: Option<u64>,
+    pub miro_user_id: Option<String>,
+    pub team_id: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// A 4xx from the token endpoint: this code or refresh token is dead.
+    #[error("Miro's token endpoint refused the grant: {0}")]
+    Rejected(String),
+    /// A 5xx, a timeout or no connection: the grant may still be good.
+    #[error("Miro's token endpoint is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Miro's extra fields: `team_id` arrives as a string or as a JSON number.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct MiroTokenFields {
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub user_id: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub team_id: Option<String>,
+}
+impl ExtraTokenFields for MiroTokenFields {}
+
+pub type MiroTokenResponse = StandardTokenResponse<MiroTokenFields, BasicTokenType>;
+
+/// Miro's error body `{status, code, message, type}`; RFC 6749's fields are
+/// read too in case Miro ever sends them. Every field is optional so that any
+/// JSON error body parses.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct MiroOAuthError {
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl fmt::Display for MiroOAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = self
+            .code
+            .as_deref()
+            .or(self.error.as_deref())
+            .unwrap_or("unknown");
+        write!(f, "{code}")?;
+        if let Some(status) = self.status {
+            write!(f, " ({status})")?;
+        }
+        if let Some(message) = &self.message {
+            write!(f, ": {message}")?;
+        }
+        Ok(())
+    }
+}
+impl oauth2::ErrorResponse for MiroOAuthError {}
+
+type MiroClient = oauth2::Client<
+    MiroOAuthError,
+    MiroTokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+
+pub struct MiroOAuth {
+    client: MiroClient,
+    http: OAuthHttp,
+}
+
+impl MiroOAuth {
+    pub fn new(config: &Config, http: reqwest::Client) -> Self {
+        let client = oauth2::Client::new(ClientId::new(config.miro_client_id.clone()))
+            .set_client_secret(ClientSecret::new(
+                config.miro_client_secret.expose().to_string(),
+            ))
+            .set_auth_uri(AuthUrl::from_url(Config::endpoint(
+                &config.miro_auth_base,
+                "/oauth/authorize",
+            )))
+            .set_token_uri(TokenUrl::from_url(Config::endpoint(
+                &config.miro_api_base,
+                "/v1/oauth/token",
+            )))
+            .set_redirect_uri(RedirectUrl::from_url(config.miro_redirect_uri.clone()))
+            .set_auth_type(AuthType::RequestBody);
+        Self {
+            client,
+            http: OAuthHttp(http),
+        }
+    }
+
+    /// Where to send the browser. Scopes are set in Miro's app settings, not here.
+    pub fn authorize_url(&self, state: &Secret, team_id: Option<&str>) -> Url {
+        let state = state.expose().to_string();
+        let mut request = self.client.authorize_url(move || CsrfToken::new(state));
+        if let Some(team) = team_id {
+            request = request.add_extra_param("team_id", team.to_string());
+        }
+        request.url().0
+    }
+
+    pub async fn exchange_code(&self, code: &Secret) -> Result<TokenGrant, OAuthError> {
+        let response = self
+            .client
+            .exchange_code(AuthorizationCode::new(code.expose().to_string()))
+            .request_async(&self.http)
+            .await;
+        grant(response)
+    }
+
+    pub async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, OAuthError> {
+        let token = RefreshToken::new(refresh_token.expose().to_string());
+        let response = self
+            .client
+            .exchange_refresh_token(&token)
+            .request_async(&self.http)
+            .await;
+        grant(response)
+    }
+}
+
+fn grant(
+    response: Result<MiroTokenResponse, RequestTokenError<TransportError, MiroOAuthError>>,
+) -> Result<TokenGrant, OAuthError> {
+    match response {
+        Ok(token) => Ok(TokenGrant {
+            access_token: Secret::new(token.access_token().secret().clone()),
+            refresh_token: token
+                .refresh_token()
+                .map(|t| Secret::new(t.secret().clone())),
+            expires_in: token.expires_in().map(|d| d.as_secs()),
+            miro_user_id: token.extra_fields().user_id.clone(),
+            team_id: token.extra_fields().team_id.clone(),
+            scopes: token
+                .scopes()
+                .map(|s| s.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default(),
+        }),
+        Err(RequestTokenError::ServerResponse(e)) => Err(OAuthError::Rejected(e.to_string())),
+        Err(RequestTokenError::Request(e)) => Err(OAuthError::Unavailable(e.to_string())),
+        // The body is not repeated: a half-readable success could hold a token.
+        Err(RequestTokenError::Parse(_, _)) => Err(OAuthError::Rejected(
+            "unreadable token endpoint response".into(),
+        )),
+        Err(RequestTokenError::Other(e)) => Err(OAuthError::Rejected(e)),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    #[error("server error {0}")]
+    ServerStatus(u16),
+    #[error("{0}")]
+    Build(#[from] http::Error),
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// `oauth2`'s HTTP client port over our reqwest. A 5xx is turned into a
+/// transport error so that it reads as "try again", never as a dead grant.
+struct OAuthHttp(reqwest::Client);
+
+impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp {
+    type Error = TransportError;
+    type Future = BoxFuture<'c, Result<oauth2::HttpResponse, TransportError>>;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        send(&self.0, request)
+    }
+}
+
+fn send(
+    http: &reqwest::Client,
+    request: oauth2::HttpRequest,
+) -> BoxFuture<'_, Result<oauth2::HttpResponse, TransportError>> {
+    Box::pin(async move {
+        let (parts, body) = request.into_parts();
+        let response = http
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        if status.is_server_error() {
+            return Err(TransportError::ServerStatus(status.as_u16()));
+        }
+        let mut builder = http::Response::builder().status(status);
+        for (name, value) in response.headers() {
+            builder = builder.header(name, value);
+        }
+        let body = response.bytes().await?.to_vec();
+        Ok(builder.body(body)?)
+    })
+}
+
+pub(crate) fn string_or_number<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or an integer id")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_response_accepts_team_id_as_string_or_number() {
+        for body in [
+            r#"{"user_id":"3458764517517819000","refresh_token":"r","access_token":"a","expires_in":3599,
+                "team_id":"3458764517517818867","scope":"boards:write boards:read","token_type":"bearer"}"#,
+            r#"{"user_id":"1","access_token":"a","team_id":3074457358607431473,"scope":"boards:write","token_type":"bearer"}"#,
+        ] {
+            let t: MiroTokenResponse = serde_json::from_str(body).expect("parses");
+            assert!(t
+                .extra_fields()
+                .team_id
+                .as_deref()
+                .is_some_and(|s| s.len() >= 19));
+        }
+    }
+
+    #[test]
+    fn miro_error_shape_parses() {
+        let e: MiroOAuthError = serde_json::from_str(
+            r#"{"status":401,"code":"oauthError","message":"Redirect URI mismatch.","type":"error"}"#,
+        )
+        .expect("parses");
+        assert_eq!(e.to_string(), "oauthError (401): Redirect URI mismatch.");
+    }
+}

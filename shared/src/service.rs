@@ -1,0 +1,400 @@
+//! The use cases, written against the store ports and the Miro adapters.
+//! Handlers parse, call one of these, and respond.
+
+use crate::clock::{rfc3339, Clock};
+use crate::config::Config;
+use crate::domain::{
+    is_miro_id, AuthorizationRequest, Board, BoardRequest, Completion, Connection,
+    ConnectionProfile, ConnectionStatus, PendingAuthorization,
+};
+use crate::error::Error;
+use crate::identity::AppUser;
+use crate::miro::{MiroApi, MiroError};
+use crate::oauth::{MiroOAuth, OAuthError, TokenGrant};
+use crate::secret::{looks_like_random_secret, Secret};
+use crate::store::{Store, Taken};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use url::Url;
+
+const MAX_RETURN_TO_LEN: usize = 2048;
+const MAX_CODE_LEN: usize = 1024;
+
+/// `POST /miro/authorizations`'s optional body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartAuthorization {
+    #[serde(default)]
+    pub return_to: Option<String>,
+    #[serde(default)]
+    pub team_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuthorizationStarted {
+    pub authorize_url: String,
+    pub expires_at: String,
+}
+
+/// Miro's redirect to the callback, as far as it matters here.
+#[derive(Debug, Default)]
+pub struct CallbackParams {
+    pub state: Option<Secret>,
+    pub code: Option<Secret>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum CallbackOutcome {
+    /// Back to the app: with `miro_authorization=<completion id>`, or with
+    /// `miro_error=<code>` where the state was known.
+    Redirect(Url),
+    /// The state was missing or unknown: nowhere safe to send the browser.
+    Refused,
+}
+
+/// `POST /miro/authorizations/complete`'s body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteAuthorization {
+    pub completion: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Completed {
+    pub connection: ConnectionStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub board: Option<Board>,
+    /// Set when the board asked for before connecting could not be created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub board_error: Option<ErrorBody>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+}
+
+impl From<&Error> for ErrorBody {
+    fn from(e: &Error) -> Self {
+        Self {
+            error: e.code().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+pub struct Service {
+    pub config: Config,
+    store: Arc<dyn Store>,
+    oauth: MiroOAuth,
+    miro: MiroApi,
+    clock: Arc<dyn Clock>,
+}
+
+impl Service {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        http: reqwest::Client,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let oauth = MiroOAuth::new(&config, http.clone());
+        let miro = MiroApi::new(&config, http);
+        Self {
+            config,
+            store,
+            oauth,
+            miro,
+            clock,
+        }
+    }
+
+    /// Flow 1: remember who asked and where to return, hand out Miro's URL.
+    pub async fn start_authorization(
+        &self,
+        user: &AppUser,
+        start: StartAuthorization,
+    ) -> Result<AuthorizationStarted, Error> {
+        let return_to = match start.return_to {
+            Some(r) => self.vet_return_to(&r)?,
+            None => self.config.default_return_to.clone(),
+        };
+        if let Some(team) = &start.team_id {
+            if !is_miro_id(team) {
+                return Err(Error::InvalidParameter("team_id"));
+            }
+        }
+        let request = AuthorizationRequest {
+            user: user.clone(),
+            return_to: return_to.to_string(),
+            team_id: start.team_id,
+            intent: None,
+        };
+        self.pend(request).await
+    }
+
+    async fn pend(&self, request: AuthorizationRequest) -> Result<AuthorizationStarted, Error> {
+        let state = Secret::random();
+        let expires_at = self.clock.now() + self.config.authorization_ttl_seconds;
+        let authorize_url = self.oauth.authorize_url(&state, request.team_id.as_deref());
+        let user = request.user.clone();
+        self.store
+            .put_pending(&PendingAuthorization {
+                state_hash: state.digest(),
+                request,
+                expires_at,
+            })
+            .await?;
+        tracing::info!(user = %user, "authorization started");
+        Ok(AuthorizationStarted {
+            authorize_url: authorize_url.to_string(),
+            expires_at: rfc3339(expires_at),
+        })
+    }
+
+    /// A fresh authorization that carries `intent`, as the 401 that asks for it.
+    async fn authorization_required(
+        &self,
+        user: &AppUser,
+        return_to: Option<String>,
+        intent: Option<BoardRequest>,
+    ) -> Error {
+        let team_id = intent.as_ref().and_then(|i| i.team_id.clone());
+        let request = AuthorizationRequest {
+            user: user.clone(),
+            return_to: return_to.unwrap_or_else(|| self.config.default_return_to.to_string()),
+            team_id,
+            intent,
+        };
+        match self.pend(request).await {
+            Ok(started) => Error::AuthorizationRequired {
+                authorize_url: started.authorize_url,
+                expires_at: started.expires_at,
+            },
+            Err(e) => e,
+        }
+    }
+
+    fn vet_return_to(&self, raw: &str) -> Result<Url, Error> {
+        if raw.len() > MAX_RETURN_TO_LEN {
+            return Err(Error::ReturnToNotAllowed);
+        }
+        let url = Url::parse(raw).map_err(|_| Error::ReturnToNotAllowed)?;
+        let allowed = matches!(url.scheme(), "https" | "http")
+            && url.username().is_empty()
+            && url.password().is_none()
+            && self.config.allowed_return_origins.contains(&url.origin());
+        if !allowed {
+            return Err(Error::ReturnToNotAllowed);
+        }
+        Ok(url)
+    }
+
+    /// Flow 2: consume the pending authorization once, park the code under a
+    /// fresh completion id and send the browser back to the app.
+    pub async fn receive_callback(&self, params: CallbackParams) -> Result<CallbackOutcome, Error> {
+        let Some(state) = params
+            .state
+            .filter(|s| looks_like_random_secret(s.expose()))
+        else {
+            tracing::warn!("callback without a well-formed state");
+            return Ok(CallbackOutcome::Refused);
+        };
+        let now = self.clock.now();
+        let pending = match self.store.take_pending(&state.digest(), now).await? {
+            Taken::Fresh(p) => p,
+            Taken::Expired(p) => {
+                tracing::warn!(user = %p.request.user, "callback for an expired authorization");
+                return Ok(back_with(&p.request.return_to, "miro_error", "expired"));
+            }
+            Taken::Missing => {
+                tracing::warn!("callback for an unknown or used state");
+                return Ok(CallbackOutcome::Refused);
+            }
+        };
+        let request = pending.request;
+        if let Some(error) = params.error {
+            let reason = match error.as_str() {
+                "access_denied" => "access_denied",
+                _ => "authorization_failed",
+            };
+            tracing::info!(user = %request.user, reason, "Miro did not authorize");
+            return Ok(back_with(&request.return_to, "miro_error", reason));
+        }
+        let Some(code) = params
+            .code
+            .filter(|c| !c.expose().is_empty() && c.expose().len() <= MAX_CODE_LEN)
+        else {
+            tracing::warn!(user = %request.user, "callback without a usable code");
+            return Ok(back_with(
+                &request.return_to,
+                "miro_error",
+                "authorization_failed",
+            ));
+        };
+        let completion = Secret::random();
+        let return_to = request.return_to.clone();
+        let user = request.user.clone();
+        self.store
+            .put_completion(&Completion {
+                completion_hash: completion.digest(),
+                code,
+                request,
+                expires_at: now + self.config.authorization_ttl_seconds,
+            })
+            .await?;
+        tracing::info!(user = %user, "authorization received; waiting for completion");
+        Ok(back_with(
+            &return_to,
+            "miro_authorization",
+            completion.expose(),
+        ))
+    }
+
+    /// Flow 3: only the user who started the flow may finish it. Exchanges
+    /// the code, stores the connection and runs the intent, once.
+    pub async fn complete_authorization(
+        &self,
+        user: &AppUser,
+        completion: &str,
+    ) -> Result<Completed, Error> {
+        if !looks_like_random_secret(completion) {
+            return Err(Error::InvalidCompletion);
+        }
+        let hash = Secret::new(completion).digest();
+        let parked = match self.store.take_completion(&hash, self.clock.now()).await? {
+            Taken::Fresh(c) => c,
+            Taken::Expired(_) | Taken::Missing => return Err(Error::InvalidCompletion),
+        };
+        if parked.request.user != *user {
+            tracing::warn!(
+                user = %user,
+                started_by = %parked.request.user,
+                "completion presented by another user; destroyed"
+            );
+            return Err(Error::CompletionForbidden);
+        }
+        let grant = match self.oauth.exchange_code(&parked.code).await {
+            Ok(grant) => grant,
+            Err(OAuthError::Rejected(reason)) => {
+                tracing::warn!(user = %user, %reason, "code exchange refused");
+                let request = parked.request;
+                return Err(self
+                    .authorization_required(user, Some(request.return_to), request.intent)
+                    .await);
+            }
+            Err(OAuthError::Unavailable(reason)) => {
+                // The code is likely still good: park it again so a retry can use it.
+                tracing::warn!(user = %user, %reason, "code exchange unavailable");
+                self.store.put_completion(&parked).await?;
+                return Err(Error::MiroUnavailable {
+                    retry_after_seconds: 2,
+                });
+            }
+        };
+        let connection = self.connection_from_grant(user, grant);
+        self.store.put_connection(&connection).await?;
+        tracing::info!(user = %user, "Miro connected");
+
+        let (board, board_error) = match &parked.request.intent {
+            None => (None, None),
+            Some(intent) => match self.create_board_for(&connection, intent).await {
+                Ok(board) => (Some(board), None),
+                Err(e) => (None, Some(ErrorBody::from(&e))),
+            },
+        };
+        Ok(Completed {
+            connection: ConnectionStatus::from(&connection),
+            board,
+            board_error,
+        })
+    }
+
+    fn connection_from_grant(&self, user: &AppUser, grant: TokenGrant) -> Connection {
+        let now = self.clock.now();
+        Connection {
+            user: user.clone(),
+            profile: ConnectionProfile {
+                miro_user_id: grant.miro_user_id,
+                team_id: grant.team_id,
+                scopes: grant.scopes,
+                connected_at: now,
+            },
+            access_token: grant.access_token,
+            access_expires_at: grant.expires_in.map(|s| now + s as i64),
+            refresh_expires_at: grant
+                .refresh_token
+                .as_ref()
+                .map(|_| now + REFRESH_TOKEN_LIFETIME_SECONDS),
+            refresh_token: grant.refresh_token,
+            version: 1,
+        }
+    }
+
+    /// Flow 4: a board for a connected user; otherwise the 401 that asks the
+    /// user to connect and keeps the board as the intent.
+    pub async fn create_board(
+        &self,
+        user: &AppUser,
+        request: BoardRequest,
+    ) -> Result<Board, Error> {
+        request.validate()?;
+        let Some(connection) = self.store.get_connection(user, self.clock.now()).await? else {
+            return Err(self.authorization_required(user, None, Some(request)).await);
+        };
+        self.create_board_for(&connection, &request).await
+    }
+
+    async fn create_board_for(
+        &self,
+        connection: &Connection,
+        request: &BoardRequest,
+    ) -> Result<Board, Error> {
+        match self
+            .miro
+            .create_board(&connection.access_token, request)
+            .await
+        {
+            Ok(board) => {
+                tracing::info!(user = %connection.user, board = %board.id, "board created");
+                Ok(board)
+            }
+            Err(MiroError::Unauthorized) => {
+                tracing::warn!(user = %connection.user, "Miro refused the token; connection removed");
+                self.store.delete_connection(&connection.user).await?;
+                Err(self
+                    .authorization_required(&connection.user, None, Some(request.clone()))
+                    .await)
+            }
+            Err(MiroError::Rejected { status, message }) => {
+                Err(Error::MiroRejected { status, message })
+            }
+            Err(MiroError::RateLimited {
+                retry_after_seconds,
+            }) => Err(Error::MiroRateLimited {
+                retry_after_seconds,
+            }),
+            Err(MiroError::Unavailable { detail, .. }) => {
+                tracing::warn!(user = %connection.user, %detail, "Miro unavailable");
+                Err(Error::MiroUnavailable {
+                    retry_after_seconds: 2,
+                })
+            }
+        }
+    }
+}
+
+/// Miro's refresh tokens last 60 days; each refresh restarts them.
+pub const REFRESH_TOKEN_LIFETIME_SECONDS: i64 = 60 * 24 * 3600;
+
+fn back_with(return_to: &str, key: &str, value: &str) -> CallbackOutcome {
+    match Url::parse(return_to) {
+        Ok(mut url) => {
+            url.query_pairs_mut().append_pair(key, value);
+            CallbackOutcome::Redirect(url)
+        }
+        Err(_) => CallbackOutcome::Refused,
+    }
+}

@@ -1,0 +1,368 @@
+//! DynamoDB adapter: one table, partition key `pk`, TTL attribute `expires_at`.
+//!
+//! Non-secret fields travel as JSON in `data`; tokens and codes are sealed
+//! into attributes of their own with the item's key as associated data.
+
+use super::{
+    completion_key, connection_key, is_live, pending_key, AuthorizationStore, ConnectionStore,
+    StoreError, Taken,
+};
+use crate::domain::{
+    AuthorizationRequest, Completion, Connection, ConnectionProfile, PendingAuthorization,
+};
+use crate::identity::AppUser;
+use crate::seal::Sealer;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_dynamodb::Client;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub const PK: &str = "pk";
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+const DATA: &str = "data";
+const KIND: &str = "kind";
+const CODE: &str = "code_sealed";
+const ACCESS_TOKEN: &str = "access_token_sealed";
+const REFRESH_TOKEN: &str = "refresh_token_sealed";
+const ACCESS_EXPIRES_AT: &str = "access_expires_at";
+const VERSION: &str = "version";
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    sealer: Arc<Sealer>,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>, sealer: Arc<Sealer>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            sealer,
+        }
+    }
+
+    /// Creates the table as the template does (on-demand, TTL on `expires_at`),
+    /// for local runs and tests. An existing table is left as it is.
+    pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+        let created = client
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(PK)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(PK)
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+            )
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("ResourceInUseException") => return Ok(()),
+            Err(e) => return Err(unavailable(e)),
+        }
+        client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(TTL_ATTRIBUTE)
+                    .enabled(true)
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn put_new(&self, item: Item) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Deletes the item if it is there and returns what it held: the one
+    /// caller whose condition holds is the only one that ever sees it.
+    async fn take(&self, key: &str) -> Result<Option<Item>, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(key.to_string()))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::None)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out.attributes),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), DeleteItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    fn open(
+        &self,
+        item: &Item,
+        key: &str,
+        attr: &str,
+    ) -> Result<crate::secret::Secret, StoreError> {
+        let sealed = string(item, attr)?;
+        self.sealer
+            .open(key, &sealed)
+            .map_err(|e| StoreError::Corrupt(format!("{attr}: {e}")))
+    }
+
+    fn seal(&self, key: &str, value: &crate::secret::Secret) -> Result<AttributeValue, StoreError> {
+        self.sealer
+            .seal(key, value)
+            .map(AttributeValue::S)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+}
+
+fn unavailable<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Unavailable(DisplayErrorContext(&e).to_string())
+}
+
+fn string(item: &Item, attr: &str) -> Result<String, StoreError> {
+    match item.get(attr) {
+        Some(AttributeValue::S(s)) => Ok(s.clone()),
+        _ => Err(StoreError::Corrupt(format!("{attr} missing"))),
+    }
+}
+
+fn number(item: &Item, attr: &str) -> Result<Option<i64>, StoreError> {
+    match item.get(attr) {
+        None => Ok(None),
+        Some(AttributeValue::N(n)) => n
+            .parse()
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt(format!("{attr} is not a number"))),
+        Some(_) => Err(StoreError::Corrupt(format!("{attr} is not a number"))),
+    }
+}
+
+fn json<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+    serde_json::from_str(&string(item, DATA)?).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
+    serde_json::to_string(value)
+        .map(AttributeValue::S)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn base_item(key: &str, kind: &str, data: AttributeValue, expires_at: Option<i64>) -> Item {
+    let mut item = Item::new();
+    item.insert(PK.into(), AttributeValue::S(key.to_string()));
+    item.insert(KIND.into(), AttributeValue::S(kind.into()));
+    item.insert(DATA.into(), data);
+    if let Some(t) = expires_at {
+        item.insert(TTL_ATTRIBUTE.into(), n(t));
+    }
+    item
+}
+
+fn expires_at(item: &Item) -> Result<i64, StoreError> {
+    number(item, TTL_ATTRIBUTE)?.ok_or_else(|| StoreError::Corrupt("expires_at missing".into()))
+}
+
+fn taken<T>(value: T, expires_at: i64, now: i64) -> Taken<T> {
+    if is_live(Some(expires_at), now) {
+        Taken::Fresh(value)
+    } else {
+        Taken::Expired(value)
+    }
+}
+
+#[async_trait]
+impl AuthorizationStore for DynamoStore {
+    async fn put_pending(&self, pending: &PendingAuthorization) -> Result<(), StoreError> {
+        let key = pending_key(&pending.state_hash);
+        let item = base_item(
+            &key,
+            "pending",
+            to_json(&pending.request)?,
+            Some(pending.expires_at),
+        );
+        self.put_new(item).await
+    }
+
+    async fn take_pending(
+        &self,
+        state_hash: &str,
+        now: i64,
+    ) -> Result<Taken<PendingAuthorization>, StoreError> {
+        let Some(item) = self.take(&pending_key(state_hash)).await? else {
+            return Ok(Taken::Missing);
+        };
+        let expires_at = expires_at(&item)?;
+        let pending = PendingAuthorization {
+            state_hash: state_hash.to_string(),
+            request: json::<AuthorizationRequest>(&item)?,
+            expires_at,
+        };
+        Ok(taken(pending, expires_at, now))
+    }
+
+    async fn put_completion(&self, completion: &Completion) -> Result<(), StoreError> {
+        let key = completion_key(&completion.completion_hash);
+        let mut item = base_item(
+            &key,
+            "completion",
+            to_json(&completion.request)?,
+            Some(completion.expires_at),
+        );
+        item.insert(CODE.into(), self.seal(&key, &completion.code)?);
+        self.put_new(item).await
+    }
+
+    async fn take_completion(
+        &self,
+        completion_hash: &str,
+        now: i64,
+    ) -> Result<Taken<Completion>, StoreError> {
+        let key = completion_key(completion_hash);
+        let Some(item) = self.take(&key).await? else {
+            return Ok(Taken::Missing);
+        };
+        let expires_at = expires_at(&item)?;
+        let completion = Completion {
+            completion_hash: completion_hash.to_string(),
+            code: self.open(&item, &key, CODE)?,
+            request: json::<AuthorizationRequest>(&item)?,
+            expires_at,
+        };
+        Ok(taken(completion, expires_at, now))
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for DynamoStore {
+    async fn get_connection(
+        &self,
+        user: &AppUser,
+        now: i64,
+    ) -> Result<Option<Connection>, StoreError> {
+        let key = connection_key(user);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(key.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let refresh_expires_at = number(&item, TTL_ATTRIBUTE)?;
+        if !is_live(refresh_expires_at, now) {
+            return Ok(None);
+        }
+        let refresh_token = match item.contains_key(REFRESH_TOKEN) {
+            true => Some(self.open(&item, &key, REFRESH_TOKEN)?),
+            false => None,
+        };
+        Ok(Some(Connection {
+            user: user.clone(),
+            profile: json::<ConnectionProfile>(&item)?,
+            access_token: self.open(&item, &key, ACCESS_TOKEN)?,
+            refresh_token,
+            access_expires_at: number(&item, ACCESS_EXPIRES_AT)?,
+            refresh_expires_at,
+            version: number(&item, VERSION)?.unwrap_or_default().max(0) as u64,
+        }))
+    }
+
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        let key = connection_key(&connection.user);
+        let mut item = base_item(
+            &key,
+            "connection",
+            to_json(&connection.profile)?,
+            connection.refresh_expires_at,
+        );
+        item.insert(
+            ACCESS_TOKEN.into(),
+            self.seal(&key, &connection.access_token)?,
+        );
+        if let Some(refresh) = &connection.refresh_token {
+            item.insert(REFRESH_TOKEN.into(), self.seal(&key, refresh)?);
+        }
+        if let Some(t) = connection.access_expires_at {
+            item.insert(ACCESS_EXPIRES_AT.into(), n(t));
+        }
+        item.insert(VERSION.into(), n(connection.version as i64));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn delete_connection(&self, user: &AppUser) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(connection_key(user)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,88 @@
+//! Ports: what the use cases need from storage, as small traits. Adapters:
+//! [`dynamo`] (production, one table) and [`memory`] (local runs), held to the
+//! same contract suite in `tests/`.
+//!
+//! Rules every adapter keeps: secrets never stored in clear (the DynamoDB
+//! adapter seals them; the memory one never leaves the process), single use
+//! enforced atomically, and expiry checked on every read, because DynamoDB's
+//! TTL deletes expired items up to days late.
+
+pub mod dynamo;
+pub mod memory;
+
+use crate::domain::{Completion, Connection, PendingAuthorization};
+use crate::identity::AppUser;
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Throttled, unreachable or failing: worth retrying later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// An item that cannot be read back (bad shape, does not unseal).
+    #[error("stored item is unreadable: {0}")]
+    Corrupt(String),
+    /// A write whose condition failed (an id collision).
+    #[error("conflicting write")]
+    Conflict,
+}
+
+/// The result of consuming a single-use item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Taken<T> {
+    /// It was there and had not expired; nobody else can take it now.
+    Fresh(T),
+    /// It was there but past its expiry; it is gone now too.
+    Expired(T),
+    /// Never there, or already taken.
+    Missing,
+}
+
+#[async_trait]
+pub trait AuthorizationStore: Send + Sync {
+    async fn put_pending(&self, pending: &PendingAuthorization) -> Result<(), StoreError>;
+    async fn take_pending(
+        &self,
+        state_hash: &str,
+        now: i64,
+    ) -> Result<Taken<PendingAuthorization>, StoreError>;
+    async fn put_completion(&self, completion: &Completion) -> Result<(), StoreError>;
+    async fn take_completion(
+        &self,
+        completion_hash: &str,
+        now: i64,
+    ) -> Result<Taken<Completion>, StoreError>;
+}
+
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// The user's connection, unless there is none or it has lapsed.
+    async fn get_connection(
+        &self,
+        user: &AppUser,
+        now: i64,
+    ) -> Result<Option<Connection>, StoreError>;
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+    /// Idempotent: deleting a missing connection succeeds.
+    async fn delete_connection(&self, user: &AppUser) -> Result<(), StoreError>;
+}
+
+pub trait Store: AuthorizationStore + ConnectionStore {}
+impl<T: AuthorizationStore + ConnectionStore> Store for T {}
+
+pub fn pending_key(state_hash: &str) -> String {
+    format!("AUTHZ#{state_hash}")
+}
+
+pub fn completion_key(completion_hash: &str) -> String {
+    format!("DONE#{completion_hash}")
+}
+
+pub fn connection_key(user: &AppUser) -> String {
+    format!("CONN#{user}")
+}
+
+/// Expiry as every read applies it: an item is alive strictly before `expires_at`.
+pub fn is_live(expires_at: Option<i64>, now: i64) -> bool {
+    expires_at.is_none_or(|t| now < t)
+}
