@@ -138,10 +138,12 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Error> {
     if !is_json {
         return Err(Error::UnsupportedMediaType);
     }
-    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => Error::InvalidBody(data_error_message(&e)),
-        _ => Error::MalformedJson,
-    })
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|_| Error::MalformedJson)?;
+    if !value.is_object() {
+        return Err(Error::InvalidBody("the body must be a JSON object".into()));
+    }
+    T::deserialize(value).map_err(|e| Error::InvalidBody(data_error_message(&e)))
 }
 
 /// serde's message names the field and what was expected; it never quotes

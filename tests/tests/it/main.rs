@@ -1,0 +1,7 @@
+//! Integration tests: every flow against the Miro emulator, the store
+//! contract against every adapter, and bad input.
+
+mod bad_input;
+mod flows;
+mod store_contract;
+mod support;

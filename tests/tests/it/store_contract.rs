@@ -1,0 +1,274 @@
+//! One contract, every adapter: the in-memory store, the DynamoDB adapter on
+//! DynamoDB Local, and the DynamoDB adapter on moto's server (whose TTL never
+//! fires, so only the read-side expiry check keeps expired items out).
+
+use crate::support::{dynamo_client, fresh_table, test_sealer, Backend};
+use miro_connect::clock::{Clock, SystemClock};
+use miro_connect::domain::{
+    AuthorizationRequest, BoardRequest, Completion, Connection, ConnectionProfile,
+    PendingAuthorization,
+};
+use miro_connect::identity::AppUser;
+use miro_connect::secret::Secret;
+use miro_connect::store::dynamo::DynamoStore;
+use miro_connect::store::memory::MemoryStore;
+use miro_connect::store::{Store, StoreError, Taken};
+use std::sync::Arc;
+
+fn now() -> i64 {
+    SystemClock.now()
+}
+
+fn user(name: &str) -> AppUser {
+    AppUser::parse(name).expect("user")
+}
+
+fn request(owner: &str) -> AuthorizationRequest {
+    AuthorizationRequest {
+        user: user(owner),
+        return_to: "https://app.example.test/done?x=1".into(),
+        team_id: Some("3458764517517818867".into()),
+        intent: Some(BoardRequest {
+            name: Some("Plan".into()),
+            ..Default::default()
+        }),
+    }
+}
+
+fn pending(expires_at: i64) -> PendingAuthorization {
+    PendingAuthorization {
+        state_hash: Secret::random().digest(),
+        request: request("alice"),
+        expires_at,
+    }
+}
+
+fn connection(owner: &str, refresh_expires_at: Option<i64>) -> Connection {
+    Connection {
+        user: user(owner),
+        profile: ConnectionProfile {
+            miro_user_id: Some("3458764517517819000".into()),
+            team_id: Some("3458764517517818867".into()),
+            scopes: vec!["boards:write".into()],
+            connected_at: now(),
+        },
+        access_token: Secret::random(),
+        refresh_token: Some(Secret::random()),
+        access_expires_at: Some(now() + 3600),
+        refresh_expires_at,
+        version: 7,
+    }
+}
+
+pub async fn memory() -> Arc<dyn Store> {
+    Arc::new(MemoryStore::new())
+}
+
+pub async fn dynamo(backend: Backend) -> Arc<dyn Store> {
+    let client = dynamo_client(backend).await;
+    let table = fresh_table(&client).await;
+    Arc::new(DynamoStore::new(client, table, test_sealer()))
+}
+
+async fn pending_is_taken_exactly_once(store: Arc<dyn Store>) {
+    let p = pending(now() + 600);
+    store.put_pending(&p).await.expect("put");
+    let takers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let hash = p.state_hash.clone();
+            tokio::spawn(async move { store.take_pending(&hash, now()).await })
+        })
+        .collect();
+    let mut fresh = 0;
+    for t in takers {
+        match t.await.expect("join").expect("take") {
+            Taken::Fresh(got) => {
+                assert_eq!(got, p);
+                fresh += 1;
+            }
+            Taken::Missing => {}
+            Taken::Expired(_) => panic!("not expired"),
+        }
+    }
+    assert_eq!(fresh, 1, "exactly one of the concurrent takers gets it");
+    assert_eq!(
+        store
+            .take_pending(&p.state_hash, now())
+            .await
+            .expect("take"),
+        Taken::Missing
+    );
+}
+
+async fn expiry_is_checked_on_read(store: Arc<dyn Store>) {
+    // Alive by the wall clock (no TTL can remove it), past its time for the reader.
+    let p = pending(now() + 600);
+    store.put_pending(&p).await.expect("put");
+    assert!(matches!(
+        store
+            .take_pending(&p.state_hash, p.expires_at)
+            .await
+            .expect("take"),
+        Taken::Expired(_)
+    ));
+    let c = connection("bob", Some(now() + 600));
+    store.put_connection(&c).await.expect("put");
+    assert!(store
+        .get_connection(&c.user, now())
+        .await
+        .expect("get")
+        .is_some());
+    assert_eq!(
+        store
+            .get_connection(&c.user, now() + 600)
+            .await
+            .expect("get"),
+        None
+    );
+}
+
+async fn long_expired_items_stay_out(store: Arc<dyn Store>) {
+    // An hour past: a store whose TTL never fires still holds it.
+    let p = pending(now() - 3600);
+    store.put_pending(&p).await.expect("put");
+    assert!(!matches!(
+        store
+            .take_pending(&p.state_hash, now())
+            .await
+            .expect("take"),
+        Taken::Fresh(_)
+    ));
+    let c = connection("carol", Some(now() - 3600));
+    store.put_connection(&c).await.expect("put");
+    assert_eq!(
+        store.get_connection(&c.user, now()).await.expect("get"),
+        None
+    );
+}
+
+async fn completion_keeps_its_code_and_is_single_use(store: Arc<dyn Store>) {
+    let c = Completion {
+        completion_hash: Secret::random().digest(),
+        code: Secret::new("code-abc"),
+        request: request("alice"),
+        expires_at: now() + 600,
+    };
+    store.put_completion(&c).await.expect("put");
+    assert_eq!(
+        store
+            .take_completion(&c.completion_hash, now())
+            .await
+            .expect("take"),
+        Taken::Fresh(c.clone())
+    );
+    assert_eq!(
+        store
+            .take_completion(&c.completion_hash, now())
+            .await
+            .expect("take"),
+        Taken::Missing
+    );
+    // A pending authorization is not a completion, whatever the hash.
+    assert_eq!(
+        store
+            .take_pending(&c.completion_hash, now())
+            .await
+            .expect("take"),
+        Taken::Missing
+    );
+}
+
+async fn duplicate_ids_are_refused(store: Arc<dyn Store>) {
+    let p = pending(now() + 600);
+    store.put_pending(&p).await.expect("put");
+    assert!(matches!(
+        store.put_pending(&p).await,
+        Err(StoreError::Conflict)
+    ));
+}
+
+async fn connection_round_trips_and_deletes_idempotently(store: Arc<dyn Store>) {
+    let c = connection("dave", Some(now() + 86_400));
+    store.put_connection(&c).await.expect("put");
+    assert_eq!(
+        store.get_connection(&c.user, now()).await.expect("get"),
+        Some(c.clone())
+    );
+    let mut replaced = c.clone();
+    replaced.access_token = Secret::random();
+    replaced.version += 1;
+    store.put_connection(&replaced).await.expect("put");
+    assert_eq!(
+        store.get_connection(&c.user, now()).await.expect("get"),
+        Some(replaced)
+    );
+    assert_eq!(
+        store
+            .get_connection(&user("erin"), now())
+            .await
+            .expect("get"),
+        None
+    );
+    store.delete_connection(&c.user).await.expect("delete");
+    store
+        .delete_connection(&c.user)
+        .await
+        .expect("delete again");
+    assert_eq!(
+        store.get_connection(&c.user, now()).await.expect("get"),
+        None
+    );
+
+    let forever = Connection {
+        refresh_token: None,
+        refresh_expires_at: None,
+        access_expires_at: None,
+        ..connection("frank", None)
+    };
+    store.put_connection(&forever).await.expect("put");
+    assert_eq!(
+        store
+            .get_connection(&forever.user, now() + 10 * 365 * 86_400)
+            .await
+            .expect("get"),
+        Some(forever)
+    );
+}
+
+macro_rules! contract {
+    ($adapter:ident, $make:expr) => {
+        mod $adapter {
+            use super::*;
+
+            #[tokio::test]
+            async fn pending_is_taken_exactly_once() {
+                super::pending_is_taken_exactly_once($make.await).await
+            }
+            #[tokio::test]
+            async fn expiry_is_checked_on_read() {
+                super::expiry_is_checked_on_read($make.await).await
+            }
+            #[tokio::test]
+            async fn long_expired_items_stay_out() {
+                super::long_expired_items_stay_out($make.await).await
+            }
+            #[tokio::test]
+            async fn completion_keeps_its_code_and_is_single_use() {
+                super::completion_keeps_its_code_and_is_single_use($make.await).await
+            }
+            #[tokio::test]
+            async fn duplicate_ids_are_refused() {
+                super::duplicate_ids_are_refused($make.await).await
+            }
+            #[tokio::test]
+            async fn connection_round_trips_and_deletes_idempotently() {
+                super::connection_round_trips_and_deletes_idempotently($make.await).await
+            }
+        }
+    };
+}
+
+contract!(memory_store, memory());
+contract!(dynamodb_local, dynamo(Backend::DynamoDbLocal));
+contract!(moto, dynamo(Backend::Moto));

@@ -1,0 +1,445 @@
+//! The harness: real servers (DynamoDB Local, moto) started by `tests/run`,
+//! the emulator started here on a port the OS picks, and the handlers called
+//! the way API Gateway calls them.
+
+use aws_sdk_dynamodb::Client as DynamoClient;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use miro_connect::clock::OffsetClock;
+use miro_connect::config::Config;
+use miro_connect::identity::authorizer_context;
+use miro_connect::seal::Sealer;
+use miro_connect::store::dynamo::DynamoStore;
+use miro_connect::store::Store;
+use miro_connect::Service;
+use miro_emulator::{Emulator, EmulatorConfig};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub const APP_ORIGIN: &str = "https://app.example.test";
+pub const RETURN_TO: &str = "https://app.example.test/miro/done";
+pub const REDIRECT_URI: &str = "https://connect.example.test/miro/callback";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    DynamoDbLocal,
+    Moto,
+}
+
+fn endpoint(backend: Backend) -> String {
+    let var = match backend {
+        Backend::DynamoDbLocal => "MIRO_CONNECT_TEST_DYNAMODB",
+        Backend::Moto => "MIRO_CONNECT_TEST_MOTO",
+    };
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: run the tests with tests/run, which starts DynamoDB Local and moto"
+        )
+    })
+}
+
+pub async fn dynamo_client(backend: Backend) -> DynamoClient {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint(backend))
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    DynamoClient::new(&config)
+}
+
+/// A new table, as the template makes it, on the given backend.
+pub async fn fresh_table(client: &DynamoClient) -> String {
+    let table = format!("miro-connect-{}", uuid::Uuid::new_v4());
+    DynamoStore::create_table(client, &table)
+        .await
+        .expect("create table");
+    table
+}
+
+pub fn test_sealer() -> Arc<Sealer> {
+    Arc::new(Sealer::from_key_ring(&Sealer::generate_key_ring_entry("test")).expect("key ring"))
+}
+
+/// Every item in a table, as DynamoDB holds it.
+pub async fn scan(
+    client: &DynamoClient,
+    table: &str,
+) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    client
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .expect("scan")
+        .items
+        .unwrap_or_default()
+}
+
+pub fn emulator_config() -> EmulatorConfig {
+    EmulatorConfig {
+        redirect_uris: vec![REDIRECT_URI.into()],
+        ..EmulatorConfig::default()
+    }
+}
+
+pub fn settings(emulator: &Emulator, table: &str) -> HashMap<String, String> {
+    let c = emulator.config();
+    [
+        ("MIRO_CLIENT_ID", c.client_id.as_str()),
+        ("MIRO_CLIENT_SECRET", c.client_secret.as_str()),
+        ("MIRO_REDIRECT_URI", REDIRECT_URI),
+        ("MIRO_AUTH_BASE_URL", emulator.base_url()),
+        ("MIRO_API_BASE_URL", emulator.base_url()),
+        ("TABLE_NAME", table),
+        ("ALLOWED_RETURN_ORIGINS", APP_ORIGIN),
+        ("DEFAULT_RETURN_TO", RETURN_TO),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+pub fn service_with(
+    settings: &HashMap<String, String>,
+    store: Arc<dyn Store>,
+    clock: Arc<OffsetClock>,
+) -> Service {
+    let config = Config::from_lookup(|k| settings.get(k).cloned()).expect("config");
+    let http = miro_connect::bootstrap::http_client().expect("http client");
+    Service::new(config, store, http, clock)
+}
+
+/// One deployment under test: the emulator, a fresh table on DynamoDB Local,
+/// and the service the handlers run on.
+pub struct TestApp {
+    pub emulator: Emulator,
+    pub dynamo: DynamoClient,
+    pub table: String,
+    pub store: Arc<DynamoStore>,
+    pub clock: Arc<OffsetClock>,
+    pub service: Service,
+    /// Every body our handlers answered with, to look for leaked secrets.
+    pub responses: Mutex<Vec<String>>,
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::with_emulator(emulator_config()).await
+    }
+
+    pub async fn with_emulator(config: EmulatorConfig) -> Self {
+        init_logs();
+        let emulator = Emulator::start(config).await.expect("emulator");
+        let dynamo = dynamo_client(Backend::DynamoDbLocal).await;
+        let table = fresh_table(&dynamo).await;
+        let store = Arc::new(DynamoStore::new(
+            dynamo.clone(),
+            table.clone(),
+            test_sealer(),
+        ));
+        let clock = Arc::new(OffsetClock::default());
+        let settings = settings(&emulator, &table);
+        let service = service_with(&settings, store.clone(), clock.clone());
+        Self {
+            emulator,
+            dynamo,
+            table,
+            store,
+            clock,
+            service,
+            responses: Mutex::new(vec![]),
+        }
+    }
+
+    pub async fn items(&self) -> usize {
+        scan(&self.dynamo, &self.table).await.len()
+    }
+
+    /// A call as API Gateway makes it; `user` is the verified JWT's `sub`.
+    pub async fn call(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        user: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        self.call_with(method, path_and_query, user, body, "application/json")
+            .await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        user: Option<&str>,
+        body: Option<&str>,
+        content_type: &str,
+    ) -> Reply {
+        let req = request(method, path_and_query, user, body, content_type);
+        let response = route(&self.service, req).await;
+        let reply = Reply::from(response);
+        self.responses
+            .lock()
+            .expect("lock")
+            .push(format!("{:?} {}", reply.headers, reply.body));
+        reply
+    }
+
+    pub async fn start(&self, user: &str, body: Option<&str>) -> Reply {
+        self.call(Method::POST, "/miro/authorizations", Some(user), body)
+            .await
+    }
+
+    pub async fn create_board(&self, user: &str, body: &str) -> Reply {
+        self.call(Method::POST, "/boards", Some(user), Some(body))
+            .await
+    }
+
+    /// The browser at Miro: opens the authorize URL and clicks Allow or Deny.
+    /// Returns the query Miro redirected back with.
+    pub async fn consent(&self, authorize_url: &str, allow: bool) -> String {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let page = http
+            .get(authorize_url)
+            .send()
+            .await
+            .expect("authorize page");
+        assert_eq!(
+            page.status(),
+            200,
+            "the emulator refused the authorize request"
+        );
+        let decision = http
+            .post(authorize_url)
+            .form(&[("decision", if allow { "allow" } else { "deny" })])
+            .send()
+            .await
+            .expect("decision");
+        assert!(decision.status().is_redirection());
+        let location = decision.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_string();
+        let location = url::Url::parse(&location).expect("redirect");
+        assert_eq!(
+            format!(
+                "{}{}",
+                location.origin().ascii_serialization(),
+                location.path()
+            ),
+            REDIRECT_URI
+        );
+        location.query().unwrap_or_default().to_string()
+    }
+
+    pub async fn callback(&self, query: &str) -> Reply {
+        self.call(Method::GET, &format!("/miro/callback?{query}"), None, None)
+            .await
+    }
+
+    pub async fn complete(&self, user: &str, completion: &str) -> Reply {
+        let body = serde_json::json!({ "completion": completion }).to_string();
+        self.call(
+            Method::POST,
+            "/miro/authorizations/complete",
+            Some(user),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// start → consent (Allow) → callback; returns the completion id.
+    pub async fn authorize(&self, user: &str) -> String {
+        let started = self.start(user, None).await;
+        assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+        let query = self
+            .consent(started.json()["authorize_url"].as_str().expect("url"), true)
+            .await;
+        let back = self.callback(&query).await;
+        completion_from(&back)
+    }
+
+    /// A full connect for `user`.
+    pub async fn connect(&self, user: &str) {
+        let completion = self.authorize(user).await;
+        let done = self.complete(user, &completion).await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    }
+
+    /// Nothing secret in any log line or in any response of ours but where
+    /// the flow needs it (tokens and codes: nowhere).
+    pub fn assert_no_secret_leaked(&self, flow_secrets: &[String]) {
+        let logs = captured_logs();
+        assert!(
+            logs.contains("authorization started"),
+            "the logs are being captured"
+        );
+        let mut secrets = self.emulator.issued_secrets();
+        secrets.push(self.emulator.config().client_secret.clone());
+        for secret in secrets.iter().chain(flow_secrets) {
+            assert!(!logs.contains(secret.as_str()), "a secret reached the logs");
+        }
+        let responses = self.responses.lock().expect("lock");
+        for secret in &secrets {
+            for r in responses.iter() {
+                assert!(
+                    !r.contains(secret.as_str()),
+                    "a token, code or client secret reached a response"
+                );
+            }
+        }
+    }
+}
+
+/// The routes of every HTTP function, as API Gateway maps them.
+pub async fn route(service: &Service, req: Request) -> Response<Body> {
+    let result = match req.uri().path() {
+        "/miro/authorizations" => auth_start::handle(service, req).await,
+        "/miro/callback" | "/miro/authorizations/complete" => {
+            auth_callback::handle(service, req).await
+        }
+        "/boards" => create_board::handle(service, req).await,
+        other => panic!("no route {other}"),
+    };
+    result.expect("handlers answer every request")
+}
+
+pub fn request(
+    method: Method,
+    path_and_query: &str,
+    user: Option<&str>,
+    body: Option<&str>,
+    content_type: &str,
+) -> Request {
+    let mut builder = lambda_http::http::Request::builder()
+        .method(method)
+        .uri(format!("https://connect.example.test{path_and_query}"));
+    if body.is_some() {
+        builder = builder.header("content-type", content_type);
+    }
+    let req = builder
+        .body(
+            body.map(|b| Body::Text(b.to_string()))
+                .unwrap_or(Body::Empty),
+        )
+        .expect("request");
+    match user {
+        Some(sub) => req.with_request_context(authorizer_context(sub)),
+        None => req,
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: lambda_http::http::HeaderMap,
+    pub body: String,
+}
+
+impl From<Response<Body>> for Reply {
+    fn from(r: Response<Body>) -> Self {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body = match r.into_body() {
+            Body::Text(t) => t,
+            Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+            _ => String::new(),
+        };
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
+
+    pub fn location(&self) -> url::Url {
+        let l = self
+            .headers
+            .get("location")
+            .expect("a Location header")
+            .to_str()
+            .expect("ascii");
+        url::Url::parse(l).expect("absolute Location")
+    }
+
+    /// A client error as the API promises it: 4xx, `{error, message}`.
+    pub fn assert_client_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        let body = self.json();
+        assert_eq!(body["error"], code, "{}", self.body);
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+
+    pub fn assert_error_page(&self) {
+        assert_eq!(self.status, StatusCode::BAD_REQUEST);
+        assert!(self.headers["content-type"]
+            .to_str()
+            .is_ok_and(|c| c.starts_with("text/html")));
+        assert!(self.headers.get("location").is_none());
+    }
+}
+
+pub fn query_value(url: &url::Url, key: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+pub fn completion_from(back: &Reply) -> String {
+    assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.body);
+    let to = back.location();
+    assert!(to.as_str().starts_with(RETURN_TO), "{to}");
+    query_value(&to, "miro_authorization").expect("a completion id")
+}
+
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line of this test binary, at debug level, in the production format.
+pub fn init_logs() {
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = Capture(buffer.clone());
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_writer(move || writer.clone())
+            .try_init();
+        buffer
+    });
+}
+
+pub fn captured_logs() -> String {
+    LOGS.get()
+        .map(|b| String::from_utf8_lossy(&b.lock().expect("lock")).into_owned())
+        .unwrap_or_default()
+}
