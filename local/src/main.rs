@@ -1,1 +1,115 @@
-fn main() {}
+//! `cargo run -p miro-connect-local`: every handler behind its API route on
+//! one port, a demo app, and by default the in-memory store and the built-in
+//! Miro emulator (under `/_miro`). Real Miro and real DynamoDB by settings
+//! alone (README, "Configuration").
+//!
+//! It plays API Gateway: it verifies the demo app's JWT and hands each
+//! handler the request with the authorizer's claims, exactly as AWS does.
+//! The Lambda binaries themselves never trust an identity they did not get
+//! from that context.
+
+mod gateway;
+
+use gateway::Gateway;
+use miro_connect::clock::SystemClock;
+use miro_connect::config::Config;
+use miro_connect::seal::Sealer;
+use miro_connect::store::dynamo::DynamoStore;
+use miro_connect::store::memory::MemoryStore;
+use miro_connect::store::Store;
+use miro_connect::Service;
+use miro_emulator::{Emulator, EmulatorConfig};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> Result<(), Failure> {
+    miro_connect::logging::init();
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let addr = env("MIRO_CONNECT_LOCAL_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let local = listener.local_addr()?;
+    let public = env("PUBLIC_URL").unwrap_or_else(|| format!("http://{local}"));
+    let public = public.trim_end_matches('/').to_string();
+
+    // Embedded defaults, each overridden by the same setting in the environment.
+    let mut settings: HashMap<String, String> = HashMap::new();
+    settings.insert(
+        "MIRO_REDIRECT_URI".into(),
+        format!("{public}/miro/callback"),
+    );
+    settings.insert("ALLOWED_RETURN_ORIGINS".into(), public.clone());
+    settings.insert("DEFAULT_RETURN_TO".into(), format!("{public}/"));
+    let real_miro = env("MIRO_CLIENT_ID").is_some();
+    let emulator = if real_miro {
+        None
+    } else {
+        let base = format!("{public}/_miro");
+        let config = EmulatorConfig {
+            redirect_uris: vec![format!("{public}/miro/callback")],
+            ..EmulatorConfig::default()
+        };
+        settings.insert("MIRO_CLIENT_ID".into(), config.client_id.clone());
+        settings.insert("MIRO_CLIENT_SECRET".into(), config.client_secret.clone());
+        settings.insert("MIRO_AUTH_BASE_URL".into(), base.clone());
+        settings.insert("MIRO_API_BASE_URL".into(), base.clone());
+        Some(Emulator::router(config, base))
+    };
+    let config = Config::from_lookup(|k| env(k).or_else(|| settings.get(k).cloned()))?;
+
+    let store: Arc<dyn Store> = if config.table_name.is_empty() {
+        Arc::new(MemoryStore::new())
+    } else {
+        let keys = config
+            .sealing_keys
+            .clone()
+            .ok_or("TOKEN_SEALING_KEYS is required with TABLE_NAME")?;
+        let aws = aws_config::load_from_env().await;
+        let client = aws_sdk_dynamodb::Client::new(&aws);
+        if env("AWS_ENDPOINT_URL_DYNAMODB")
+            .or(env("AWS_ENDPOINT_URL"))
+            .is_some()
+        {
+            // A local DynamoDB starts empty; a real table comes from the template.
+            DynamoStore::create_table(&client, &config.table_name).await?;
+        }
+        let sealer = Arc::new(Sealer::from_key_ring(&keys)?);
+        Arc::new(DynamoStore::new(client, config.table_name.clone(), sealer))
+    };
+
+    let describe = format!(
+        "Miro: {}; store: {}",
+        if real_miro {
+            config.miro_api_base.to_string()
+        } else {
+            format!("built-in emulator at {public}/_miro")
+        },
+        if config.table_name.is_empty() {
+            "in memory".to_string()
+        } else {
+            format!("DynamoDB table {}", config.table_name)
+        },
+    );
+    let service = Service::new(
+        config,
+        store,
+        miro_connect::bootstrap::http_client()?,
+        Arc::new(SystemClock),
+    );
+    let mut router = Gateway::new(service).router();
+    if let Some((_, emulator_routes)) = emulator {
+        router = router.nest("/_miro", emulator_routes);
+    }
+
+    println!("miro-connect local server ({describe})");
+    println!("Open {public}/ and press Ctrl-C to stop.");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            println!("Stopping.");
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! What API Gateway does in front of the functions: route, verify the JWT,
+//! hand the handler an HTTP API request with the authorizer's claims.
+
+use axum::body::{to_bytes, Body as AxumBody};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use lambda_http::{Body, RequestExt};
+use miro_connect::identity::{authorizer_context, AppUser};
+use miro_connect::secret::Secret;
+use miro_connect::Service;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const ISSUER: &str = "miro-connect-local";
+const AUDIENCE: &str = "miro-connect-demo";
+const DEMO_PAGE: &str = include_str!("demo.html");
+const DEMO_SCRIPT: &str = include_str!("demo.js");
+/// Bigger than any valid body, so that the handlers see (and refuse) oversized ones.
+const MAX_FORWARDED_BODY: usize = 1024 * 1024;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    iss: String,
+    aud: String,
+    exp: u64,
+}
+
+pub struct Gateway {
+    service: Service,
+    /// A fresh signing key per process: demo sign-ins end with the server.
+    jwt_key: Secret,
+}
+
+#[derive(Clone, Copy)]
+enum Route {
+    AuthStart,
+    AuthCallback,
+    CreateBoard,
+}
+
+impl Gateway {
+    pub fn new(service: Service) -> Self {
+        Self {
+            service,
+            jwt_key: Secret::random(),
+        }
+    }
+
+    pub fn router(self) -> Router {
+        let gw = Arc::new(self);
+        Router::new()
+            .route("/", get(demo_page))
+            .route("/demo.js", get(demo_script))
+            .route("/demo/sign-in", post(sign_in))
+            .route(
+                "/miro/authorizations",
+                axum::routing::any(|s, r| forward(s, r, Route::AuthStart, true)),
+            )
+            .route(
+                "/miro/callback",
+                axum::routing::any(|s, r| forward(s, r, Route::AuthCallback, false)),
+            )
+            .route(
+                "/miro/authorizations/complete",
+                axum::routing::any(|s, r| forward(s, r, Route::AuthCallback, true)),
+            )
+            .route(
+                "/boards",
+                axum::routing::any(|s, r| forward(s, r, Route::CreateBoard, true)),
+            )
+            .fallback(|| async {
+                gateway_error(StatusCode::NOT_FOUND, "not_found", "no such route")
+            })
+            .with_state(gw)
+    }
+
+    fn issue(&self, sub: &str) -> Result<String, jsonwebtoken::errors::Error> {
+        let exp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+            + 3600;
+        let claims = Claims {
+            sub: sub.into(),
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            exp,
+        };
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(self.jwt_key.expose().as_bytes()),
+        )
+    }
+
+    /// The verified `sub`, as API Gateway's JWT authorizer would pass it on.
+    fn verify(&self, headers: &axum::http::HeaderMap) -> Option<String> {
+        let token = headers
+            .get(header::AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        let key = DecodingKey::from_secret(self.jwt_key.expose().as_bytes());
+        decode::<Claims>(token, &key, &validation)
+            .ok()
+            .map(|d| d.claims.sub)
+    }
+}
+
+fn gateway_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let mut response = (
+        status,
+        Json(serde_json::json!({ "error": code, "message": message })),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn page(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'"),
+    );
+    response
+}
+
+async fn demo_page() -> Response {
+    page("text/html; charset=utf-8", DEMO_PAGE)
+}
+
+async fn demo_script() -> Response {
+    page("text/javascript; charset=utf-8", DEMO_SCRIPT)
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    user: String,
+}
+
+/// The demo app's own sign-in: any name becomes a user with a signed JWT.
+async fn sign_in(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Response {
+    let Ok(SignIn { user }) = serde_json::from_slice::<SignIn>(&body) else {
+        return gateway_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "expected {\"user\": \"name\"}",
+        );
+    };
+    if AppUser::parse(&user).is_err() || user.len() > 64 {
+        return gateway_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "user must be 1 to 64 characters",
+        );
+    }
+    match gw.issue(&user) {
+        Ok(token) => Json(serde_json::json!({ "token": token, "user": user })).into_response(),
+        Err(_) => gateway_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "could not sign",
+        ),
+    }
+}
+
+async fn forward(
+    State(gw): State<Arc<Gateway>>,
+    request: Request,
+    route: Route,
+    needs_jwt: bool,
+) -> Response {
+    let sub = if needs_jwt {
+        match gw.verify(request.headers()) {
+            Some(sub) => Some(sub),
+            // API Gateway's own answer to a missing or bad JWT.
+            None => {
+                return gateway_error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "a valid JWT is required",
+                )
+            }
+        }
+    } else {
+        None
+    };
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_FORWARDED_BODY).await else {
+        return gateway_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is too large",
+        );
+    };
+    let body = if bytes.is_empty() {
+        Body::Empty
+    } else {
+        Body::Binary(bytes.to_vec())
+    };
+    let mut lambda_request = lambda_http::Request::from_parts(parts, body);
+    if let Some(sub) = sub {
+        lambda_request = lambda_request.with_request_context(authorizer_context(&sub));
+    }
+    let service = &gw.service;
+    let outcome = match route {
+        Route::AuthStart => auth_start::handle(service, lambda_request).await,
+        Route::AuthCallback => auth_callback::handle(service, lambda_request).await,
+        Route::CreateBoard => create_board::handle(service, lambda_request).await,
+    };
+    match outcome {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            let bytes: Vec<u8> = match body {
+                Body::Empty => Vec::new(),
+                Body::Text(t) => t.into_bytes(),
+                Body::Binary(b) => b,
+                _ => Vec::new(),
+            };
+            Response::from_parts(parts, AxumBody::from(bytes))
+        }
+        Err(_) => gateway_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the function failed",
+        ),
+    }
+}
