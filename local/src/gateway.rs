@@ -5,7 +5,7 @@ use axum::body::{to_bytes, Body as AxumBody};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use lambda_http::{Body, RequestExt};
@@ -37,11 +37,22 @@ pub struct Gateway {
     jwt_key: Secret,
 }
 
+/// Every API route as the template declares it: path, the function behind
+/// it, and whether the JWT authorizer guards it.
+const ROUTES: [(&str, Route, bool); 5] = [
+    ("/miro/authorizations", Route::AuthStart, true),
+    ("/miro/callback", Route::AuthCallback, false),
+    ("/miro/authorizations/complete", Route::AuthCallback, true),
+    ("/boards", Route::CreateBoard, true),
+    ("/miro/connection", Route::Connection, true),
+];
+
 #[derive(Clone, Copy)]
 enum Route {
     AuthStart,
     AuthCallback,
     CreateBoard,
+    Connection,
 }
 
 impl Gateway {
@@ -54,26 +65,14 @@ impl Gateway {
 
     pub fn router(self) -> Router {
         let gw = Arc::new(self);
-        Router::new()
+        let mut router = Router::new()
             .route("/", get(demo_page))
             .route("/demo.js", get(demo_script))
-            .route("/demo/sign-in", post(sign_in))
-            .route(
-                "/miro/authorizations",
-                axum::routing::any(|s, r| forward(s, r, Route::AuthStart, true)),
-            )
-            .route(
-                "/miro/callback",
-                axum::routing::any(|s, r| forward(s, r, Route::AuthCallback, false)),
-            )
-            .route(
-                "/miro/authorizations/complete",
-                axum::routing::any(|s, r| forward(s, r, Route::AuthCallback, true)),
-            )
-            .route(
-                "/boards",
-                axum::routing::any(|s, r| forward(s, r, Route::CreateBoard, true)),
-            )
+            .route("/demo/sign-in", post(sign_in));
+        for (path, function, needs_jwt) in ROUTES {
+            router = router.route(path, any(move |s, r| forward(s, r, function, needs_jwt)));
+        }
+        router
             .fallback(|| async {
                 gateway_error(StatusCode::NOT_FOUND, "not_found", "no such route")
             })
@@ -226,6 +225,7 @@ async fn forward(
         Route::AuthStart => auth_start::handle(service, lambda_request).await,
         Route::AuthCallback => auth_callback::handle(service, lambda_request).await,
         Route::CreateBoard => create_board::handle(service, lambda_request).await,
+        Route::Connection => connection::handle(service, lambda_request).await,
     };
     match outcome {
         Ok(response) => {

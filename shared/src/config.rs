@@ -10,6 +10,8 @@ pub const DEFAULT_MIRO_AUTH_BASE: &str = "https://miro.com";
 pub const DEFAULT_MIRO_API_BASE: &str = "https://api.miro.com";
 /// Pending authorizations and parked codes live about as long as Miro's codes.
 pub const DEFAULT_AUTHORIZATION_TTL_SECONDS: i64 = 600;
+/// Refresh five minutes ahead of an access token's expiry (Miro's last an hour).
+pub const DEFAULT_REFRESH_MARGIN_SECONDS: i64 = 300;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -36,6 +38,8 @@ pub struct Config {
     /// Key ring for sealing tokens: `id:base64key[,id:base64key…]`, first seals.
     pub sealing_keys: Option<Secret>,
     pub authorization_ttl_seconds: i64,
+    /// How long before the access token's expiry a refresh is started.
+    pub refresh_margin_seconds: i64,
 }
 
 impl Config {
@@ -82,7 +86,19 @@ impl Config {
                 )?,
             };
 
+        let refresh_margin_seconds =
+            match get("REFRESH_MARGIN_SECONDS") {
+                None => DEFAULT_REFRESH_MARGIN_SECONDS,
+                Some(v) => v.parse().ok().filter(|s| (0..=1800).contains(s)).ok_or(
+                    ConfigError::Invalid {
+                        name: "REFRESH_MARGIN_SECONDS",
+                        reason: "seconds between 0 and 1800".into(),
+                    },
+                )?,
+            };
+
         Ok(Self {
+            refresh_margin_seconds,
             miro_client_id: required("MIRO_CLIENT_ID")?,
             miro_client_secret: Secret::new(required("MIRO_CLIENT_SECRET")?),
             miro_redirect_uri: url("MIRO_REDIRECT_URI", required("MIRO_REDIRECT_URI")?)?,

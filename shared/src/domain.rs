@@ -207,6 +207,9 @@ pub struct Connection {
     pub refresh_expires_at: Option<i64>,
     /// Bumped by every token write, so that concurrent writers can be detected.
     pub version: u64,
+    /// Until when a refresh is under way somewhere (epoch seconds); read-only
+    /// here: only [`crate::store::ConnectionStore::try_lease`] sets it.
+    pub lease_until: Option<i64>,
 }
 
 /// A connection as the API shows it: never a token.
@@ -224,6 +227,19 @@ pub struct ConnectionStatus {
     /// When the connection lapses unless used (the refresh token's expiry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+}
+
+impl ConnectionStatus {
+    pub fn disconnected() -> Self {
+        Self {
+            connected: false,
+            miro_user_id: None,
+            team_id: None,
+            scopes: vec![],
+            connected_at: None,
+            expires_at: None,
+        }
+    }
 }
 
 impl From<&Connection> for ConnectionStatus {

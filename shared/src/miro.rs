@@ -80,6 +80,16 @@ fn required_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Erro
 pub struct MiroApi {
     http: reqwest::Client,
     base: Url,
+    client_id: String,
+    client_secret: Secret,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RevokeBody<'a> {
+    access_token: &'a str,
+    client_id: &'a str,
+    client_secret: &'a str,
 }
 
 impl MiroApi {
@@ -87,7 +97,30 @@ impl MiroApi {
         Self {
             http,
             base: config.miro_api_base.clone(),
+            client_id: config.miro_client_id.clone(),
+            client_secret: config.miro_client_secret.clone(),
         }
+    }
+
+    /// `POST /v2/oauth/revoke` with a JSON body (the v1 endpoint puts the
+    /// token in the URL). 404 means the token was already dead: done.
+    pub async fn revoke(&self, access_token: &Secret) -> Result<(), MiroError> {
+        let body = RevokeBody {
+            access_token: access_token.expose(),
+            client_id: &self.client_id,
+            client_secret: self.client_secret.expose(),
+        };
+        let response = self
+            .http
+            .post(Config::endpoint(&self.base, "/v2/oauth/revoke"))
+            .json(&body)
+            .send()
+            .await
+            .map_err(transport)?;
+        if response.status().is_success() || response.status() == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        Err(failure(response).await)
     }
 
     /// `POST /v2/boards`. Not idempotent at Miro: the caller decides on retries.

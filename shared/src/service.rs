@@ -87,10 +87,10 @@ impl From<&Error> for ErrorBody {
 
 pub struct Service {
     pub config: Config,
-    store: Arc<dyn Store>,
-    oauth: MiroOAuth,
-    miro: MiroApi,
-    clock: Arc<dyn Clock>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) oauth: MiroOAuth,
+    pub(crate) miro: MiroApi,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Service {
@@ -300,7 +300,10 @@ impl Service {
 
         let (board, board_error) = match &parked.request.intent {
             None => (None, None),
-            Some(intent) => match self.create_board_for(&connection, intent).await {
+            Some(intent) => match self
+                .create_board_for(user, Some(connection.clone()), intent)
+                .await
+            {
                 Ok(board) => (Some(board), None),
                 Err(e) => (None, Some(ErrorBody::from(&e))),
             },
@@ -330,6 +333,7 @@ impl Service {
                 .map(|_| now + REFRESH_TOKEN_LIFETIME_SECONDS),
             refresh_token: grant.refresh_token,
             version: 1,
+            lease_until: None,
         }
     }
 
@@ -341,46 +345,90 @@ impl Service {
         request: BoardRequest,
     ) -> Result<Board, Error> {
         request.validate()?;
-        let Some(connection) = self.store.get_connection(user, self.clock.now()).await? else {
-            return Err(self.authorization_required(user, None, Some(request)).await);
-        };
-        self.create_board_for(&connection, &request).await
+        self.create_board_for(user, None, &request).await
     }
 
+    /// Creates the board with a usable token (`known`: one just stored). A
+    /// Miro 401 on a token believed valid: one forced refresh, one retry.
     async fn create_board_for(
         &self,
-        connection: &Connection,
+        user: &AppUser,
+        known: Option<Connection>,
         request: &BoardRequest,
     ) -> Result<Board, Error> {
-        match self
-            .miro
-            .create_board(&connection.access_token, request)
-            .await
-        {
-            Ok(board) => {
-                tracing::info!(user = %connection.user, board = %board.id, "board created");
-                Ok(board)
+        let mut connection = match known {
+            Some(c) => Some(c),
+            None => self.usable_connection(user, None).await?,
+        };
+        for attempt in 0..2 {
+            let Some(current) = connection else { break };
+            match self.miro.create_board(&current.access_token, request).await {
+                Ok(board) => {
+                    tracing::info!(user = %user, board = %board.id, "board created");
+                    return Ok(board);
+                }
+                Err(MiroError::Unauthorized) if attempt == 0 => {
+                    tracing::warn!(user = %user, "Miro refused a token believed valid; forcing a refresh");
+                    connection = self.usable_connection(user, Some(current.version)).await?;
+                }
+                Err(MiroError::Unauthorized) => {
+                    tracing::warn!(user = %user, "Miro refused the refreshed token too; connection removed");
+                    self.store
+                        .delete_connection_at(user, current.version)
+                        .await?;
+                    break;
+                }
+                Err(e) => return Err(miro_failure(user, e)),
             }
-            Err(MiroError::Unauthorized) => {
-                tracing::warn!(user = %connection.user, "Miro refused the token; connection removed");
-                self.store.delete_connection(&connection.user).await?;
-                Err(self
-                    .authorization_required(&connection.user, None, Some(request.clone()))
-                    .await)
-            }
-            Err(MiroError::Rejected { status, message }) => {
-                Err(Error::MiroRejected { status, message })
-            }
-            Err(MiroError::RateLimited {
-                retry_after_seconds,
-            }) => Err(Error::MiroRateLimited {
-                retry_after_seconds,
-            }),
-            Err(MiroError::Unavailable { detail, .. }) => {
-                tracing::warn!(user = %connection.user, %detail, "Miro unavailable");
-                Err(Error::MiroUnavailable {
-                    retry_after_seconds: 2,
-                })
+        }
+        Err(self
+            .authorization_required(user, None, Some(request.clone()))
+            .await)
+    }
+
+    /// Flow 5: what the app may show about the connection (never a token).
+    pub async fn connection_status(&self, user: &AppUser) -> Result<ConnectionStatus, Error> {
+        Ok(
+            match self.store.get_connection(user, self.clock.now()).await? {
+                Some(c) => ConnectionStatus::from(&c),
+                None => ConnectionStatus::disconnected(),
+            },
+        )
+    }
+
+    /// Flow 5: revoke at Miro (which also kills the refresh token), then
+    /// forget. Idempotent; if Miro cannot be reached the connection is kept
+    /// so that the disconnect can be retried and really revokes.
+    pub async fn disconnect(&self, user: &AppUser) -> Result<(), Error> {
+        let Some(connection) = self.usable_connection(user, None).await? else {
+            return Ok(());
+        };
+        match self.miro.revoke(&connection.access_token).await {
+            Ok(()) | Err(MiroError::Rejected { .. }) | Err(MiroError::Unauthorized) => {}
+            Err(e) => return Err(miro_failure(user, e)),
+        }
+        self.store.delete_connection(user).await?;
+        tracing::info!(user = %user, "Miro disconnected");
+        Ok(())
+    }
+}
+
+fn miro_failure(user: &AppUser, e: MiroError) -> Error {
+    match e {
+        MiroError::Rejected { status, message } => Error::MiroRejected { status, message },
+        MiroError::RateLimited {
+            retry_after_seconds,
+        } => Error::MiroRateLimited {
+            retry_after_seconds,
+        },
+        MiroError::Unauthorized => Error::MiroRejected {
+            status: 401,
+            message: "token refused".into(),
+        },
+        MiroError::Unavailable { detail, .. } => {
+            tracing::warn!(user = %user, %detail, "Miro unavailable");
+            Error::MiroUnavailable {
+                retry_after_seconds: 2,
             }
         }
     }

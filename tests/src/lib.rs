@@ -54,6 +54,8 @@ pub const TEAM_ID: &str = "3458764517517818867";
 pub const TEAM_NAME: &str = "Emulated Team";
 pub const MIRO_USER_ID: &str = "3458764517517819000";
 pub const MIRO_USER_NAME: &str = "Emulated Miro User";
+/// Miro's refresh tokens last 60 days.
+pub const REFRESH_TOKEN_LIFETIME: i64 = 60 * 86_400;
 /// A project (space) that exists in the emulated team.
 pub const PROJECT_ID: &str = "3458764517517852417";
 
@@ -86,13 +88,24 @@ pub struct BoardRecord {
 struct World {
     codes: HashMap<String, CodeRecord>,
     access: HashMap<String, AccessRecord>,
-    /// refresh token → the access token issued with it; removed on rotation.
-    refresh: HashMap<String, String>,
+    /// refresh token → (the access token issued with it, its expiry);
+    /// removed on rotation.
+    refresh: HashMap<String, (String, i64)>,
     boards: Vec<BoardRecord>,
     token_calls: usize,
     clock_offset: i64,
     /// Every code and token ever issued, for tests that look for leaks.
     issued: Vec<String>,
+    faults: Faults,
+}
+
+/// Switchable misbehaviour, for tests of what the client does then.
+#[derive(Debug, Default, Clone)]
+struct Faults {
+    /// Every token-endpoint call answers this status with Miro's error body.
+    token_status: Option<u16>,
+    /// A refresh rotates the tokens, then its answer never comes.
+    stall_refresh: bool,
 }
 
 struct Shared {
@@ -190,6 +203,26 @@ impl Emulator {
     /// Moves the emulator's clock, to expire codes and tokens without waiting.
     pub fn advance_clock(&self, seconds: i64) {
         self.shared.world().clock_offset += seconds;
+    }
+
+    /// Every token-endpoint call answers `status` (e.g. 503) until set to `None`.
+    pub fn fail_token_endpoint(&self, status: Option<u16>) {
+        self.shared.world().faults.token_status = status;
+    }
+
+    /// Refreshes rotate at once (the old pair dies) but are never answered:
+    /// what a client sees that freezes right after Miro answered.
+    pub fn stall_refreshes(&self, stall: bool) {
+        self.shared.world().faults.stall_refresh = stall;
+    }
+
+    /// Every token issued so far stops working (the user uninstalled the app).
+    pub fn kill_all_grants(&self) {
+        let mut world = self.shared.world();
+        world.refresh.clear();
+        for a in world.access.values_mut() {
+            a.alive = false;
+        }
     }
 
     /// Every code and token it ever issued.
@@ -339,8 +372,43 @@ async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let (response, stall) = token_answer(&shared, raw, &headers, &body);
+    if stall {
+        std::future::pending::<()>().await;
+    }
+    response
+}
+
+/// The token endpoint's answer, and whether to withhold it (a stalled refresh).
+fn token_answer(
+    shared: &Shared,
+    raw: Option<String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> (Response, bool) {
     let mut world = shared.world();
     world.token_calls += 1;
+    if let Some(status) = world.faults.token_status {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return (
+            miro_error(status, "internalError", "Injected fault."),
+            false,
+        );
+    }
+    let stall = world.faults.stall_refresh;
+    let response = token_grant(shared, &mut world, raw, headers, body);
+    let is_refresh =
+        url::form_urlencoded::parse(body).any(|(k, v)| k == "grant_type" && v == "refresh_token");
+    (response, stall && is_refresh)
+}
+
+fn token_grant(
+    shared: &Shared,
+    world: &mut World,
+    raw: Option<String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
     // Real Miro would take these from the query too; this client must never
     // put a secret in a URL, so the emulator refuses it outright.
     if query_map(&raw)
@@ -364,7 +432,7 @@ async fn token(
             "Unsupported content type.",
         );
     }
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
     let config = &shared.config;
     if form.get("client_id") != Some(&config.client_id)
         || form.get("client_secret") != Some(&config.client_secret)
@@ -407,7 +475,7 @@ async fn token(
         Some("refresh_token") => {
             let presented = form.get("refresh_token").cloned().unwrap_or_default();
             // Rotation: the old pair stops working at once; a reuse is refused.
-            let Some(old_access) = world.refresh.remove(&presented) else {
+            let Some((old_access, expires_at)) = world.refresh.remove(&presented) else {
                 return miro_error(
                     StatusCode::BAD_REQUEST,
                     "oauthError",
@@ -416,6 +484,13 @@ async fn token(
             };
             if let Some(a) = world.access.get_mut(&old_access) {
                 a.alive = false;
+            }
+            if now >= expires_at {
+                return miro_error(
+                    StatusCode::BAD_REQUEST,
+                    "oauthError",
+                    "Refresh token expired.",
+                );
             }
             false
         }
@@ -443,9 +518,10 @@ async fn token(
     body.insert("scope".into(), json!(config.scopes.join(" ")));
     if let Some(lifetime) = config.access_token_lifetime {
         let refresh_token = world.mint("refresh-");
-        world
-            .refresh
-            .insert(refresh_token.clone(), access_token.clone());
+        world.refresh.insert(
+            refresh_token.clone(),
+            (access_token.clone(), now + REFRESH_TOKEN_LIFETIME),
+        );
         body.insert("refresh_token".into(), json!(refresh_token));
         body.insert("expires_in".into(), json!(lifetime));
     }
@@ -533,7 +609,7 @@ async fn revoke(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     match world.access.get_mut(&token) {
         Some(a) if a.alive => {
             a.alive = false;
-            world.refresh.retain(|_, access| *access != token);
+            world.refresh.retain(|_, (access, _)| *access != token);
             StatusCode::NO_CONTENT.into_response()
         }
         _ => miro_error(StatusCode::NOT_FOUND, "notFound", "Token not found."),

@@ -32,6 +32,8 @@ const ACCESS_TOKEN: &str = "access_token_sealed";
 const REFRESH_TOKEN: &str = "refresh_token_sealed";
 const ACCESS_EXPIRES_AT: &str = "access_expires_at";
 const VERSION: &str = "version";
+const LEASE_UNTIL: &str = "lease_until";
+const LEASE_HOLDER: &str = "lease_holder";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -142,6 +144,29 @@ impl DynamoStore {
         }
     }
 
+    /// A connection as stored: profile as JSON, tokens sealed, no lease.
+    fn connection_item(&self, connection: &Connection) -> Result<Item, StoreError> {
+        let key = connection_key(&connection.user);
+        let mut item = base_item(
+            &key,
+            "connection",
+            to_json(&connection.profile)?,
+            connection.refresh_expires_at,
+        );
+        item.insert(
+            ACCESS_TOKEN.into(),
+            self.seal(&key, &connection.access_token)?,
+        );
+        if let Some(refresh) = &connection.refresh_token {
+            item.insert(REFRESH_TOKEN.into(), self.seal(&key, refresh)?);
+        }
+        if let Some(t) = connection.access_expires_at {
+            item.insert(ACCESS_EXPIRES_AT.into(), n(t));
+        }
+        item.insert(VERSION.into(), n(connection.version as i64));
+        Ok(item)
+    }
+
     fn open(
         &self,
         item: &Item,
@@ -168,6 +193,19 @@ where
     R: std::fmt::Debug,
 {
     StoreError::Unavailable(DisplayErrorContext(&e).to_string())
+}
+
+/// True if the write happened, false if its condition did not hold.
+fn conditional<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(e) => Err(unavailable(e)),
+    }
 }
 
 fn string(item: &Item, attr: &str) -> Result<String, StoreError> {
@@ -323,32 +361,15 @@ impl ConnectionStore for DynamoStore {
             access_expires_at: number(&item, ACCESS_EXPIRES_AT)?,
             refresh_expires_at,
             version: number(&item, VERSION)?.unwrap_or_default().max(0) as u64,
+            lease_until: number(&item, LEASE_UNTIL)?,
         }))
     }
 
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
-        let key = connection_key(&connection.user);
-        let mut item = base_item(
-            &key,
-            "connection",
-            to_json(&connection.profile)?,
-            connection.refresh_expires_at,
-        );
-        item.insert(
-            ACCESS_TOKEN.into(),
-            self.seal(&key, &connection.access_token)?,
-        );
-        if let Some(refresh) = &connection.refresh_token {
-            item.insert(REFRESH_TOKEN.into(), self.seal(&key, refresh)?);
-        }
-        if let Some(t) = connection.access_expires_at {
-            item.insert(ACCESS_EXPIRES_AT.into(), n(t));
-        }
-        item.insert(VERSION.into(), n(connection.version as i64));
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(self.connection_item(connection)?))
             .send()
             .await
             .map_err(unavailable)?;
@@ -364,5 +385,80 @@ impl ConnectionStore for DynamoStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn try_lease(
+        &self,
+        user: &AppUser,
+        version: u64,
+        holder: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(connection_key(user)))
+            .update_expression("SET #lu = :until, #lh = :holder")
+            .condition_expression("#v = :v AND (attribute_not_exists(#lu) OR #lu <= :now)")
+            .expression_attribute_names("#lu", LEASE_UNTIL)
+            .expression_attribute_names("#lh", LEASE_HOLDER)
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":holder", AttributeValue::S(holder.to_string()))
+            .expression_attribute_values(":v", n(version as i64))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    async fn release_lease(&self, user: &AppUser, holder: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(connection_key(user)))
+            .update_expression("REMOVE #lu, #lh")
+            .condition_expression("#lh = :holder")
+            .expression_attribute_names("#lu", LEASE_UNTIL)
+            .expression_attribute_names("#lh", LEASE_HOLDER)
+            .expression_attribute_values(":holder", AttributeValue::S(holder.to_string()))
+            .send()
+            .await;
+        conditional(result).map(|_| ())
+    }
+
+    async fn replace_tokens(
+        &self,
+        connection: &Connection,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.connection_item(connection)?))
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_values(":v", n(expected_version as i64))
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    async fn delete_connection_at(&self, user: &AppUser, version: u64) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(connection_key(user)))
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_values(":v", n(version as i64))
+            .send()
+            .await;
+        conditional(result)
     }
 }

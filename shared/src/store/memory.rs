@@ -8,13 +8,14 @@ use crate::domain::{Completion, Connection, PendingAuthorization};
 use crate::identity::AppUser;
 use async_trait::async_trait;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug, Clone)]
 enum Item {
     Pending(PendingAuthorization),
     Completion(Completion),
-    Connection(Connection),
+    /// The connection and who holds its refresh lease, if anyone.
+    Connection(Connection, Option<String>),
 }
 
 #[derive(Debug, Default)]
@@ -36,7 +37,7 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Item>>, StoreError> {
+    fn lock(&self) -> Result<MutexGuard<'_, HashMap<String, Item>>, StoreError> {
         self.items
             .lock()
             .map_err(|_| StoreError::Unavailable("memory store poisoned".into()))
@@ -49,6 +50,34 @@ impl MemoryStore {
         }
         items.insert(key, item);
         Ok(())
+    }
+
+    /// Removes and returns the item at `key` if `pick` wants it.
+    fn take<T>(
+        &self,
+        key: &str,
+        pick: impl Fn(Item) -> Option<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut items = self.lock()?;
+        let wanted = items.get(key).cloned().and_then(&pick).is_some();
+        Ok(if wanted {
+            items.remove(key).and_then(pick)
+        } else {
+            None
+        })
+    }
+
+    /// Runs `change` on the user's connection and lease holder, if any.
+    fn with_connection<T>(
+        &self,
+        user: &AppUser,
+        change: impl FnOnce(&mut Connection, &mut Option<String>) -> T,
+    ) -> Result<Option<T>, StoreError> {
+        let mut items = self.lock()?;
+        Ok(match items.get_mut(&connection_key(user)) {
+            Some(Item::Connection(c, holder)) => Some(change(c, holder)),
+            _ => None,
+        })
     }
 }
 
@@ -74,15 +103,10 @@ impl AuthorizationStore for MemoryStore {
         state_hash: &str,
         now: i64,
     ) -> Result<Taken<PendingAuthorization>, StoreError> {
-        let mut items = self.lock()?;
-        let key = pending_key(state_hash);
-        let value = match items.get(&key) {
-            Some(Item::Pending(_)) => match items.remove(&key) {
-                Some(Item::Pending(p)) => Some(p),
-                _ => None,
-            },
+        let value = self.take(&pending_key(state_hash), |item| match item {
+            Item::Pending(p) => Some(p),
             _ => None,
-        };
+        })?;
         Ok(taken(value, |p| p.expires_at, now))
     }
 
@@ -98,15 +122,10 @@ impl AuthorizationStore for MemoryStore {
         completion_hash: &str,
         now: i64,
     ) -> Result<Taken<Completion>, StoreError> {
-        let mut items = self.lock()?;
-        let key = completion_key(completion_hash);
-        let value = match items.get(&key) {
-            Some(Item::Completion(_)) => match items.remove(&key) {
-                Some(Item::Completion(c)) => Some(c),
-                _ => None,
-            },
+        let value = self.take(&completion_key(completion_hash), |item| match item {
+            Item::Completion(c) => Some(c),
             _ => None,
-        };
+        })?;
         Ok(taken(value, |c| c.expires_at, now))
     }
 }
@@ -118,17 +137,17 @@ impl ConnectionStore for MemoryStore {
         user: &AppUser,
         now: i64,
     ) -> Result<Option<Connection>, StoreError> {
-        let items = self.lock()?;
-        Ok(match items.get(&connection_key(user)) {
-            Some(Item::Connection(c)) if is_live(c.refresh_expires_at, now) => Some(c.clone()),
-            _ => None,
-        })
+        Ok(self
+            .with_connection(user, |c, _| c.clone())?
+            .filter(|c| is_live(c.refresh_expires_at, now)))
     }
 
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        let mut stored = connection.clone();
+        stored.lease_until = None;
         self.lock()?.insert(
             connection_key(&connection.user),
-            Item::Connection(connection.clone()),
+            Item::Connection(stored, None),
         );
         Ok(())
     }
@@ -136,5 +155,61 @@ impl ConnectionStore for MemoryStore {
     async fn delete_connection(&self, user: &AppUser) -> Result<(), StoreError> {
         self.lock()?.remove(&connection_key(user));
         Ok(())
+    }
+
+    async fn try_lease(
+        &self,
+        user: &AppUser,
+        version: u64,
+        holder: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let taken = self.with_connection(user, |c, lease_holder| {
+            let free = c.version == version && !c.lease_until.is_some_and(|t| now < t);
+            if free {
+                c.lease_until = Some(until);
+                *lease_holder = Some(holder.to_string());
+            }
+            free
+        })?;
+        Ok(taken.unwrap_or(false))
+    }
+
+    async fn release_lease(&self, user: &AppUser, holder: &str) -> Result<(), StoreError> {
+        self.with_connection(user, |c, lease_holder| {
+            if lease_holder.as_deref() == Some(holder) {
+                c.lease_until = None;
+                *lease_holder = None;
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn replace_tokens(
+        &self,
+        connection: &Connection,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        let replaced = self.with_connection(&connection.user, |c, lease_holder| {
+            if c.version != expected_version {
+                return false;
+            }
+            *c = Connection {
+                lease_until: None,
+                ..connection.clone()
+            };
+            *lease_holder = None;
+            true
+        })?;
+        Ok(replaced.unwrap_or(false))
+    }
+
+    async fn delete_connection_at(&self, user: &AppUser, version: u64) -> Result<bool, StoreError> {
+        let deleted = self.take(&connection_key(user), |item| match item {
+            Item::Connection(c, _) if c.version == version => Some(()),
+            _ => None,
+        })?;
+        Ok(deleted.is_some())
     }
 }

@@ -62,9 +62,33 @@ pub trait ConnectionStore: Send + Sync {
         user: &AppUser,
         now: i64,
     ) -> Result<Option<Connection>, StoreError>;
+    /// Stores a new connection (a fresh consent), replacing any old one.
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
     /// Idempotent: deleting a missing connection succeeds.
     async fn delete_connection(&self, user: &AppUser) -> Result<(), StoreError>;
+
+    /// Takes the refresh lease on `user`'s connection at `version`, unless
+    /// another holder's lease is still running at `now`. True if taken.
+    async fn try_lease(
+        &self,
+        user: &AppUser,
+        version: u64,
+        holder: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Gives the lease back, if `holder` still has it.
+    async fn release_lease(&self, user: &AppUser, holder: &str) -> Result<(), StoreError>;
+    /// Writes refreshed tokens (`connection.version` is the new version) over
+    /// `expected_version`, dropping the lease. False if the item moved on.
+    async fn replace_tokens(
+        &self,
+        connection: &Connection,
+        expected_version: u64,
+    ) -> Result<bool, StoreError>;
+    /// Deletes the connection only if it is still at `version`: a dead grant
+    /// must not take a newer, good one with it. True if deleted.
+    async fn delete_connection_at(&self, user: &AppUser, version: u64) -> Result<bool, StoreError>;
 }
 
 pub trait Store: AuthorizationStore + ConnectionStore {}

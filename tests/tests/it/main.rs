@@ -5,3 +5,4 @@ mod bad_input;
 mod flows;
 mod store_contract;
 mod support;
+mod tokens;

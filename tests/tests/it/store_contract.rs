@@ -57,6 +57,7 @@ fn connection(owner: &str, refresh_expires_at: Option<i64>) -> Connection {
         access_expires_at: Some(now() + 3600),
         refresh_expires_at,
         version: 7,
+        lease_until: None,
     }
 }
 
@@ -236,6 +237,103 @@ async fn connection_round_trips_and_deletes_idempotently(store: Arc<dyn Store>) 
     );
 }
 
+async fn refresh_lease_is_exclusive_and_versioned(store: Arc<dyn Store>) {
+    let c = connection("gus", Some(now() + 86_400));
+    store.put_connection(&c).await.expect("put");
+    let t = now();
+    assert!(
+        !store
+            .try_lease(&c.user, c.version + 1, "a", t + 30, t)
+            .await
+            .expect("lease"),
+        "wrong version"
+    );
+    assert!(store
+        .try_lease(&c.user, c.version, "a", t + 30, t)
+        .await
+        .expect("lease"));
+    assert!(
+        !store
+            .try_lease(&c.user, c.version, "b", t + 30, t)
+            .await
+            .expect("lease"),
+        "held by a"
+    );
+    let held = store
+        .get_connection(&c.user, t)
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!(held.lease_until, Some(t + 30));
+    // b cannot release a's lease; a can.
+    store.release_lease(&c.user, "b").await.expect("release");
+    assert!(!store
+        .try_lease(&c.user, c.version, "b", t + 30, t)
+        .await
+        .expect("lease"));
+    store.release_lease(&c.user, "a").await.expect("release");
+    assert!(store
+        .try_lease(&c.user, c.version, "b", t + 30, t)
+        .await
+        .expect("lease"));
+    // A lease that ran out can be taken over.
+    assert!(store
+        .try_lease(&c.user, c.version, "c", t + 90, t + 31)
+        .await
+        .expect("lease"));
+
+    let renewed = Connection {
+        access_token: Secret::random(),
+        version: c.version + 1,
+        ..c.clone()
+    };
+    assert!(
+        !store
+            .replace_tokens(&renewed, c.version + 5)
+            .await
+            .expect("replace"),
+        "wrong version"
+    );
+    assert!(store
+        .replace_tokens(&renewed, c.version)
+        .await
+        .expect("replace"));
+    let read = store
+        .get_connection(&c.user, t)
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!(read, renewed, "new tokens, new version, no lease");
+    assert!(
+        !store
+            .delete_connection_at(&c.user, c.version)
+            .await
+            .expect("delete"),
+        "old version"
+    );
+    assert!(store
+        .get_connection(&c.user, t)
+        .await
+        .expect("get")
+        .is_some());
+    assert!(store
+        .delete_connection_at(&c.user, renewed.version)
+        .await
+        .expect("delete"));
+    assert!(store
+        .get_connection(&c.user, t)
+        .await
+        .expect("get")
+        .is_none());
+    assert!(
+        !store
+            .try_lease(&c.user, renewed.version, "d", t + 30, t)
+            .await
+            .expect("lease"),
+        "no item"
+    );
+}
+
 macro_rules! contract {
     ($adapter:ident, $make:expr) => {
         mod $adapter {
@@ -260,6 +358,10 @@ macro_rules! contract {
             #[tokio::test]
             async fn duplicate_ids_are_refused() {
                 super::duplicate_ids_are_refused($make.await).await
+            }
+            #[tokio::test]
+            async fn refresh_lease_is_exclusive_and_versioned() {
+                super::refresh_lease_is_exclusive_and_versioned($make.await).await
             }
             #[tokio::test]
             async fn connection_round_trips_and_deletes_idempotently() {

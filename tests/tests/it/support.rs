@@ -5,10 +5,11 @@
 use aws_sdk_dynamodb::Client as DynamoClient;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
-use miro_connect::clock::OffsetClock;
+use miro_connect::clock::{Clock, OffsetClock};
 use miro_connect::config::Config;
 use miro_connect::identity::authorizer_context;
 use miro_connect::seal::Sealer;
+use miro_connect::secret::Secret;
 use miro_connect::store::dynamo::DynamoStore;
 use miro_connect::store::Store;
 use miro_connect::Service;
@@ -62,7 +63,11 @@ pub async fn fresh_table(client: &DynamoClient) -> String {
 }
 
 pub fn test_sealer() -> Arc<Sealer> {
-    Arc::new(Sealer::from_key_ring(&Sealer::generate_key_ring_entry("test")).expect("key ring"))
+    sealer(&Sealer::generate_key_ring_entry("test"))
+}
+
+pub fn sealer(keys: &Secret) -> Arc<Sealer> {
+    Arc::new(Sealer::from_key_ring(keys).expect("key ring"))
 }
 
 /// Every item in a table, as DynamoDB holds it.
@@ -123,6 +128,8 @@ pub struct TestApp {
     pub store: Arc<DynamoStore>,
     pub clock: Arc<OffsetClock>,
     pub service: Service,
+    pub settings: HashMap<String, String>,
+    pub sealing_keys: Secret,
     /// Every body our handlers answered with, to look for leaked secrets.
     pub responses: Mutex<Vec<String>>,
 }
@@ -137,10 +144,11 @@ impl TestApp {
         let emulator = Emulator::start(config).await.expect("emulator");
         let dynamo = dynamo_client(Backend::DynamoDbLocal).await;
         let table = fresh_table(&dynamo).await;
+        let sealing_keys = Sealer::generate_key_ring_entry("test");
         let store = Arc::new(DynamoStore::new(
             dynamo.clone(),
             table.clone(),
-            test_sealer(),
+            sealer(&sealing_keys),
         ));
         let clock = Arc::new(OffsetClock::default());
         let settings = settings(&emulator, &table);
@@ -152,8 +160,55 @@ impl TestApp {
             store,
             clock,
             service,
+            settings,
+            sealing_keys,
             responses: Mutex::new(vec![]),
         }
+    }
+
+    /// The environment a Lambda of this deployment gets (for child processes).
+    pub fn lambda_env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self.settings.clone().into_iter().collect();
+        env.push((
+            "TOKEN_SEALING_KEYS".into(),
+            self.sealing_keys.expose().to_string(),
+        ));
+        env.push((
+            "AWS_ENDPOINT_URL_DYNAMODB".into(),
+            endpoint(Backend::DynamoDbLocal),
+        ));
+        for (k, v) in [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("RUST_LOG", "warn"),
+        ] {
+            env.push((k.into(), v.into()));
+        }
+        env
+    }
+
+    pub async fn connection(&self, user: &str) -> Option<miro_connect::domain::Connection> {
+        use miro_connect::store::ConnectionStore;
+        let user = miro_connect::identity::AppUser::parse(user).expect("user");
+        self.store
+            .get_connection(&user, self.clock.now())
+            .await
+            .expect("read connection")
+    }
+
+    /// Makes the stored access token due: past its expiry by our clock and
+    /// dead at Miro too (the emulator's clock moves an hour).
+    pub async fn expire_access_token(&self, user: &str) {
+        use miro_connect::store::ConnectionStore;
+        let mut c = self.connection(user).await.expect("connected");
+        c.access_expires_at = Some(self.clock.now() - 1);
+        self.store
+            .put_connection(&c)
+            .await
+            .expect("write connection");
+        self.emulator.advance_clock(3600);
     }
 
     pub async fn items(&self) -> usize {
@@ -307,6 +362,7 @@ pub async fn route(service: &Service, req: Request) -> Response<Body> {
             auth_callback::handle(service, req).await
         }
         "/boards" => create_board::handle(service, req).await,
+        "/miro/connection" => connection::handle(service, req).await,
         other => panic!("no route {other}"),
     };
     result.expect("handlers answer every request")

@@ -1,0 +1,37 @@
+//! A second (third, …) OS process for the concurrency tests: builds the
+//! service exactly as a Lambda cold start does (`service_from_env`), then
+//! fires `BURST_COUNT` concurrent `POST /boards` for `BURST_USER` through the
+//! real create-board handler and prints each status on its own line.
+
+use lambda_http::{Body, RequestExt};
+use miro_connect::identity::authorizer_context;
+use std::sync::Arc;
+
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> Result<(), Failure> {
+    let user = std::env::var("BURST_USER")?;
+    let count: usize = std::env::var("BURST_COUNT")?.parse()?;
+    let service = Arc::new(miro_connect::bootstrap::service_from_env().await?);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let service = service.clone();
+        let user = user.clone();
+        tasks.spawn(async move {
+            let body = format!(r#"{{"name":"Burst {} #{i}"}}"#, std::process::id());
+            let req = lambda_http::http::Request::builder()
+                .method("POST")
+                .uri("https://connect.example.test/boards")
+                .header("content-type", "application/json")
+                .body(Body::Text(body))?
+                .with_request_context(authorizer_context(&user));
+            let response = create_board::handle(&service, req).await?;
+            Ok::<u16, Failure>(response.status().as_u16())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        println!("{}", done?.unwrap_or(0));
+    }
+    Ok(())
+}
