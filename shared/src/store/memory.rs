@@ -166,7 +166,7 @@ impl ConnectionStore for MemoryStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         let taken = self.with_connection(user, |c, lease_holder| {
-            let free = c.version == version && !c.lease_until.is_some_and(|t| now < t);
+            let free = c.version == version && c.lease_until.is_none_or(|t| now >= t);
             if free {
                 c.lease_until = Some(until);
                 *lease_holder = Some(holder.to_string());
