@@ -41,16 +41,23 @@ fn endpoint(backend: Backend) -> String {
     })
 }
 
-pub async fn dynamo_client(backend: Backend) -> DynamoClient {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+pub async fn aws_config(backend: Backend) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint(backend))
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "test", "test", None, None, "tests",
         ))
         .load()
-        .await;
-    DynamoClient::new(&config)
+        .await
+}
+
+pub async fn dynamo_client(backend: Backend) -> DynamoClient {
+    DynamoClient::new(&aws_config(backend).await)
+}
+
+pub fn moto_endpoint() -> String {
+    endpoint(Backend::Moto)
 }
 
 /// A new table, as the template makes it, on the given backend.

@@ -11,8 +11,12 @@ use std::time::Duration;
 
 /// Runs `count` concurrent board creations for `user` in a new OS process.
 fn burst(app: &TestApp, user: &str, count: usize) -> tokio::process::Child {
+    burst_with_env(app.lambda_env(), user, count)
+}
+
+fn burst_with_env(env: Vec<(String, String)>, user: &str, count: usize) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_board-burst"))
-        .envs(app.lambda_env())
+        .envs(env)
         .env("BURST_USER", user)
         .env("BURST_COUNT", count.to_string())
         .stdout(Stdio::piped())
@@ -299,4 +303,41 @@ async fn status_shows_the_connection_and_never_a_token() {
     assert!(body["scopes"].as_array().is_some_and(|s| !s.is_empty()));
     assert!(body["expires_at"].as_str().is_some());
     app.assert_no_secret_leaked(&[]);
+}
+
+#[tokio::test]
+async fn a_cold_start_reads_its_secrets_from_secrets_manager() {
+    let app = TestApp::new().await;
+    app.connect("cleo").await;
+    let secrets = aws_sdk_secretsmanager::Client::new(
+        &crate::support::aws_config(crate::support::Backend::Moto).await,
+    );
+    let value = serde_json::json!({
+        "MIRO_CLIENT_SECRET": app.emulator.config().client_secret,
+        "TOKEN_SEALING_KEYS": app.sealing_keys.expose(),
+    });
+    let created = secrets
+        .create_secret()
+        .name(format!("miro-connect-{}", uuid::Uuid::new_v4()))
+        .secret_string(value.to_string())
+        .send()
+        .await
+        .expect("create secret");
+    let arn = created.arn().expect("arn").to_string();
+
+    // No secret in the environment: only where to find it.
+    let mut env: Vec<(String, String)> = app
+        .lambda_env()
+        .into_iter()
+        .filter(|(k, _)| k != "MIRO_CLIENT_SECRET" && k != "TOKEN_SEALING_KEYS")
+        .collect();
+    env.push(("MIRO_SECRET_ARN".into(), arn));
+    env.push((
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER".into(),
+        crate::support::moto_endpoint(),
+    ));
+    app.expire_access_token("cleo").await; // the refresh needs the client secret
+    let out = statuses(burst_with_env(env, "cleo", 1)).await;
+    assert_eq!(out, vec!["201".to_string()]);
+    assert_eq!(app.emulator.token_calls(), 2);
 }
