@@ -92,12 +92,8 @@ async fn main() -> Result<(), Failure> {
             format!("DynamoDB table {}", config.table_name)
         },
     );
-    let service = Service::new(
-        config,
-        store,
-        miro_connect::bootstrap::http_client()?,
-        Arc::new(SystemClock),
-    );
+    let http = miro_connect::bootstrap::http_client(&config)?;
+    let service = Service::new(config, store, http, Arc::new(SystemClock));
     let mut router = Gateway::new(service).router();
     if let Some((_, emulator_routes)) = emulator {
         router = router.nest("/_miro", emulator_routes);

@@ -26,10 +26,11 @@ pub enum BootError {
 
 /// The one HTTP client for Miro: bounded time, no redirects (a token
 /// endpoint that redirects is not followed with a secret in hand).
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+pub fn http_client(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
+    let timeout = Duration::from_millis(config.miro_timeout_ms);
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10))
+        .connect_timeout(timeout.min(Duration::from_secs(3)))
+        .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()
 }
@@ -61,10 +62,14 @@ async fn secret_settings(
 /// e.g. `AWS_ENDPOINT_URL_DYNAMODB`), Miro at the configured bases, secrets
 /// from Secrets Manager when `MIRO_SECRET_ARN` is set, else from the environment.
 pub async fn service_from_env() -> Result<Service, BootError> {
-    let aws = aws_config::load_from_env().await;
+    service_with_aws(&aws_config::load_from_env().await).await
+}
+
+/// The same, on an AWS configuration the caller also uses for other clients.
+pub async fn service_with_aws(aws: &aws_config::SdkConfig) -> Result<Service, BootError> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let secrets = match env("MIRO_SECRET_ARN") {
-        Some(id) => secret_settings(&aws, &id).await?,
+        Some(id) => secret_settings(aws, &id).await?,
         None => HashMap::new(),
     };
     let config = Config::from_lookup(|k| secrets.get(k).cloned().or_else(|| env(k)))?;
@@ -76,12 +81,8 @@ pub async fn service_from_env() -> Result<Service, BootError> {
         .clone()
         .ok_or(ConfigError::Missing("TOKEN_SEALING_KEYS"))?;
     let sealer = Arc::new(Sealer::from_key_ring(&keys)?);
-    let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+    let dynamo = aws_sdk_dynamodb::Client::new(aws);
     let store = Arc::new(DynamoStore::new(dynamo, config.table_name.clone(), sealer));
-    Ok(Service::new(
-        config,
-        store,
-        http_client()?,
-        Arc::new(SystemClock),
-    ))
+    let http = http_client(&config)?;
+    Ok(Service::new(config, store, http, Arc::new(SystemClock)))
 }

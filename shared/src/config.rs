@@ -12,6 +12,8 @@ pub const DEFAULT_MIRO_API_BASE: &str = "https://api.miro.com";
 pub const DEFAULT_AUTHORIZATION_TTL_SECONDS: i64 = 600;
 /// Refresh five minutes ahead of an access token's expiry (Miro's last an hour).
 pub const DEFAULT_REFRESH_MARGIN_SECONDS: i64 = 300;
+/// Below the refresh lease (30 s), so that a live refresher never outlasts it.
+pub const DEFAULT_MIRO_TIMEOUT_MS: u64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -40,6 +42,8 @@ pub struct Config {
     pub authorization_ttl_seconds: i64,
     /// How long before the access token's expiry a refresh is started.
     pub refresh_margin_seconds: i64,
+    /// Bound on each call to Miro (connect included).
+    pub miro_timeout_ms: u64,
 }
 
 impl Config {
@@ -97,8 +101,21 @@ impl Config {
                 )?,
             };
 
+        let miro_timeout_ms = match get("MIRO_TIMEOUT_MS") {
+            None => DEFAULT_MIRO_TIMEOUT_MS,
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|ms| (100..=60_000).contains(ms))
+                .ok_or(ConfigError::Invalid {
+                    name: "MIRO_TIMEOUT_MS",
+                    reason: "milliseconds between 100 and 60000".into(),
+                })?,
+        };
+
         Ok(Self {
             refresh_margin_seconds,
+            miro_timeout_ms,
             miro_client_id: required("MIRO_CLIENT_ID")?,
             miro_client_secret: Secret::new(required("MIRO_CLIENT_SECRET")?),
             miro_redirect_uri: url("MIRO_REDIRECT_URI", required("MIRO_REDIRECT_URI")?)?,

@@ -40,6 +40,12 @@ pub enum Error {
     MiroRateLimited { retry_after_seconds: u64 },
     #[error("Miro is unavailable")]
     MiroUnavailable { retry_after_seconds: u64 },
+    #[error("Miro failed while creating the board: it may or may not exist; check Miro before trying again under a new key")]
+    MiroOutcomeUnknown,
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still in progress")]
+    IdempotencyInProgress,
     #[error("storage is unavailable")]
     Storage(#[from] StoreError),
     #[error("internal error")]
@@ -47,6 +53,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Certain that no board was made: a retry (even under the same
+    /// idempotency key) may go ahead.
+    pub fn made_nothing(&self) -> bool {
+        !matches!(self, Error::MiroOutcomeUnknown | Error::Internal(_))
+    }
+
     /// The stable machine-readable code in `{"error": …}`.
     pub fn code(&self) -> &'static str {
         match self {
@@ -66,6 +78,9 @@ impl Error {
             Error::MiroRejected { .. } => "miro_rejected",
             Error::MiroRateLimited { .. } => "miro_rate_limited",
             Error::MiroUnavailable { .. } => "miro_unavailable",
+            Error::MiroOutcomeUnknown => "miro_outcome_unknown",
+            Error::IdempotencyKeyReused => "idempotency_key_reused",
+            Error::IdempotencyInProgress => "idempotency_in_progress",
             Error::Storage(_) => "storage_unavailable",
             Error::Internal(_) => "internal_error",
         }
@@ -75,6 +90,8 @@ impl Error {
         match self {
             Error::Unauthenticated | Error::AuthorizationRequired { .. } => 401,
             Error::CompletionForbidden => 403,
+            Error::IdempotencyInProgress => 409,
+            Error::MiroOutcomeUnknown => 502,
             Error::NotFound => 404,
             Error::MethodNotAllowed => 405,
             Error::PayloadTooLarge(_) => 413,
@@ -83,7 +100,10 @@ impl Error {
             | Error::InvalidParameter(_)
             | Error::ReturnToNotAllowed
             | Error::InvalidCompletion => 400,
-            Error::InvalidBody(_) | Error::InvalidBoard(_) | Error::MiroRejected { .. } => 422,
+            Error::InvalidBody(_)
+            | Error::InvalidBoard(_)
+            | Error::MiroRejected { .. }
+            | Error::IdempotencyKeyReused => 422,
             Error::MiroRateLimited { .. } => 429,
             Error::MiroUnavailable { .. } | Error::Storage(_) => 503,
             Error::Internal(_) => 500,
@@ -99,7 +119,7 @@ impl Error {
             | Error::MiroUnavailable {
                 retry_after_seconds,
             } => Some(*retry_after_seconds),
-            Error::Storage(_) => Some(1),
+            Error::Storage(_) | Error::IdempotencyInProgress => Some(1),
             _ => None,
         }
     }

@@ -12,7 +12,7 @@ use crate::identity::AppUser;
 use crate::miro::{MiroApi, MiroError};
 use crate::oauth::{MiroOAuth, OAuthError, TokenGrant};
 use crate::secret::{looks_like_random_secret, Secret};
-use crate::store::{Store, Taken};
+use crate::store::{IdempotencyRecord, IdempotentOutcome, Store, Taken};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use url::Url;
@@ -91,6 +91,7 @@ pub struct Service {
     pub(crate) oauth: MiroOAuth,
     pub(crate) miro: MiroApi,
     pub(crate) clock: Arc<dyn Clock>,
+    rate_gate: RateGate,
 }
 
 impl Service {
@@ -108,6 +109,7 @@ impl Service {
             oauth,
             miro,
             clock,
+            rate_gate: RateGate::default(),
         }
     }
 
@@ -301,7 +303,7 @@ impl Service {
         let (board, board_error) = match &parked.request.intent {
             None => (None, None),
             Some(intent) => match self
-                .create_board_for(user, Some(connection.clone()), intent)
+                .create_board_for(user, Some(connection.clone()), intent, Deadline::none())
                 .await
             {
                 Ok(board) => (Some(board), None),
@@ -338,37 +340,110 @@ impl Service {
     }
 
     /// Flow 4: a board for a connected user; otherwise the 401 that asks the
-    /// user to connect and keeps the board as the intent.
+    /// user to connect and keeps the board as the intent. Under an
+    /// idempotency key, a repeat returns the first board without calling Miro.
     pub async fn create_board(
         &self,
         user: &AppUser,
+        idempotency_key: Option<&str>,
         request: BoardRequest,
-    ) -> Result<Board, Error> {
+        deadline: Deadline,
+    ) -> Result<BoardCreated, Error> {
         request.validate()?;
-        self.create_board_for(user, None, &request).await
+        let Some(key) = idempotency_key else {
+            let board = self
+                .create_board_for(user, None, &request, deadline)
+                .await?;
+            return Ok(BoardCreated {
+                board,
+                replayed: false,
+            });
+        };
+        if !is_idempotency_key(key) {
+            return Err(Error::InvalidParameter("Idempotency-Key"));
+        }
+        let request_hash = crate::secret::sha256_hex(
+            &serde_json::to_string(&request).map_err(|e| Error::Internal(e.to_string()))?,
+        );
+        let now = self.clock.now();
+        let claim = IdempotencyRecord {
+            request_hash: request_hash.clone(),
+            outcome: IdempotentOutcome::InProgress,
+            expires_at: now + IDEMPOTENCY_TTL_SECONDS,
+        };
+        if let Some(earlier) = self.store.claim(user, key, &claim, now).await? {
+            if earlier.request_hash != request_hash {
+                return Err(Error::IdempotencyKeyReused);
+            }
+            return match earlier.outcome {
+                IdempotentOutcome::Created { board } => {
+                    tracing::info!(user = %user, board = %board.id, "idempotent replay");
+                    Ok(BoardCreated {
+                        board,
+                        replayed: true,
+                    })
+                }
+                IdempotentOutcome::InProgress => Err(Error::IdempotencyInProgress),
+                IdempotentOutcome::Unknown => Err(Error::MiroOutcomeUnknown),
+            };
+        }
+        match self.create_board_for(user, None, &request, deadline).await {
+            Ok(board) => {
+                let done = IdempotencyRecord {
+                    outcome: IdempotentOutcome::Created {
+                        board: board.clone(),
+                    },
+                    ..claim
+                };
+                self.store.settle(user, key, &done).await?;
+                Ok(BoardCreated {
+                    board,
+                    replayed: false,
+                })
+            }
+            Err(e) if e.made_nothing() => {
+                self.store.release(user, key).await?;
+                Err(e)
+            }
+            Err(e) => {
+                let unknown = IdempotencyRecord {
+                    outcome: IdempotentOutcome::Unknown,
+                    ..claim
+                };
+                self.store.settle(user, key, &unknown).await?;
+                Err(e)
+            }
+        }
     }
 
     /// Creates the board with a usable token (`known`: one just stored). A
-    /// Miro 401 on a token believed valid: one forced refresh, one retry.
+    /// Miro 401 on a token believed valid: one forced refresh, one retry. A
+    /// 429 or a refused connection (Miro cannot have created the board) is
+    /// retried while `deadline` allows; anything ambiguous never is.
     async fn create_board_for(
         &self,
         user: &AppUser,
         known: Option<Connection>,
         request: &BoardRequest,
+        deadline: Deadline,
     ) -> Result<Board, Error> {
         let mut connection = match known {
             Some(c) => Some(c),
             None => self.usable_connection(user, None).await?,
         };
-        for attempt in 0..2 {
-            let Some(current) = connection else { break };
+        let mut refreshed = false;
+        let mut attempt = 0u32;
+        while let Some(current) = connection.take() {
+            attempt += 1;
+            self.rate_gate.wait(user, deadline).await;
             match self.miro.create_board(&current.access_token, request).await {
                 Ok(board) => {
                     tracing::info!(user = %user, board = %board.id, "board created");
                     return Ok(board);
                 }
-                Err(MiroError::Unauthorized) if attempt == 0 => {
+                Err(MiroError::Unauthorized) if !refreshed => {
                     tracing::warn!(user = %user, "Miro refused a token believed valid; forcing a refresh");
+                    refreshed = true;
                     connection = self.usable_connection(user, Some(current.version)).await?;
                 }
                 Err(MiroError::Unauthorized) => {
@@ -376,7 +451,32 @@ impl Service {
                     self.store
                         .delete_connection_at(user, current.version)
                         .await?;
-                    break;
+                }
+                Err(MiroError::RateLimited {
+                    retry_after_seconds,
+                }) => {
+                    let wait = self.rate_gate.close(user, retry_after_seconds);
+                    if attempt >= MAX_BOARD_ATTEMPTS || !deadline.allows(wait) {
+                        return Err(Error::MiroRateLimited {
+                            retry_after_seconds,
+                        });
+                    }
+                    tracing::info!(user = %user, wait_ms = wait.as_millis() as u64, "rate limited; waiting");
+                    connection = Some(current);
+                }
+                Err(MiroError::Unavailable {
+                    may_have_taken_effect: false,
+                    ..
+                }) if attempt < MAX_BOARD_ATTEMPTS && deadline.allows(backoff(attempt)) => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    connection = Some(current);
+                }
+                Err(MiroError::Unavailable {
+                    may_have_taken_effect: true,
+                    detail,
+                }) => {
+                    tracing::warn!(user = %user, %detail, "board POST failed ambiguously; not retried");
+                    return Err(Error::MiroOutcomeUnknown);
                 }
                 Err(e) => return Err(miro_failure(user, e)),
             }
@@ -426,12 +526,88 @@ fn miro_failure(user: &AppUser, e: MiroError) -> Error {
             message: "token refused".into(),
         },
         MiroError::Unavailable { detail, .. } => {
+            // Only reached for requests that are safe to repeat.
             tracing::warn!(user = %user, %detail, "Miro unavailable");
             Error::MiroUnavailable {
                 retry_after_seconds: 2,
             }
         }
     }
+}
+
+/// Idempotency records live a day, as DESIGN.md says.
+pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 3600;
+/// A board POST is sent at most this often for one request.
+const MAX_BOARD_ATTEMPTS: u32 = 6;
+
+#[derive(Debug, Serialize)]
+pub struct BoardCreated {
+    pub board: Board,
+    /// The board of an earlier request under the same idempotency key.
+    #[serde(skip)]
+    pub replayed: bool,
+}
+
+/// 1 to 255 visible ASCII characters, as most APIs take them.
+pub fn is_idempotency_key(key: &str) -> bool {
+    (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// How long a caller can wait for Miro: an HTTP request does not wait at all
+/// (it answers 429 with `Retry-After`); an event consumer waits while its
+/// invocation has time left.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(Option<std::time::Instant>);
+
+impl Deadline {
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    pub fn at(instant: std::time::Instant) -> Self {
+        Self(Some(instant))
+    }
+
+    pub fn allows(&self, wait: std::time::Duration) -> bool {
+        self.0.is_some_and(|d| std::time::Instant::now() + wait < d)
+    }
+}
+
+/// Per app user, the earliest moment Miro will take another request, learnt
+/// from a 429: concurrent work for that user waits instead of hammering.
+#[derive(Default)]
+struct RateGate(std::sync::Mutex<std::collections::HashMap<AppUser, std::time::Instant>>);
+
+impl RateGate {
+    /// Shuts the gate for `seconds` plus jitter; returns how long it stays shut.
+    fn close(&self, user: &AppUser, seconds: u64) -> std::time::Duration {
+        use rand::Rng;
+        let wait = std::time::Duration::from_secs(seconds)
+            + std::time::Duration::from_millis(rand::thread_rng().gen_range(50..400));
+        let until = std::time::Instant::now() + wait;
+        if let Ok(mut gates) = self.0.lock() {
+            let gate = gates.entry(user.clone()).or_insert(until);
+            *gate = (*gate).max(until);
+        }
+        wait
+    }
+
+    /// Waits while the gate is shut, if the deadline allows; else returns at once.
+    async fn wait(&self, user: &AppUser, deadline: Deadline) {
+        let until = self.0.lock().ok().and_then(|g| g.get(user).copied());
+        if let Some(until) = until {
+            let now = std::time::Instant::now();
+            if until > now && deadline.allows(until - now) {
+                tokio::time::sleep(until - now).await;
+            }
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> std::time::Duration {
+    use rand::Rng;
+    let base = 100u64 << attempt.min(5);
+    std::time::Duration::from_millis(base + rand::thread_rng().gen_range(0..base))
 }
 
 /// Miro's refresh tokens last 60 days; each refresh restarts them.

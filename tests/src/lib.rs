@@ -34,6 +34,9 @@ pub struct EmulatorConfig {
     /// Miro documents `team_id` both as a string and as a number.
     pub team_id_as_number: bool,
     pub scopes: Vec<String>,
+    /// Board creations allowed per fixed window of `.1` seconds (Miro counts
+    /// credits per minute; a board is a Level 3 call). `None`: unlimited.
+    pub board_rate_limit: Option<(u32, i64)>,
 }
 
 impl Default for EmulatorConfig {
@@ -46,6 +49,7 @@ impl Default for EmulatorConfig {
             code_lifetime: 600,
             team_id_as_number: false,
             scopes: vec!["boards:write".into(), "boards:read".into()],
+            board_rate_limit: None,
         }
     }
 }
@@ -97,11 +101,38 @@ struct World {
     /// Every code and token ever issued, for tests that look for leaks.
     issued: Vec<String>,
     faults: Faults,
+    rate: RateWindow,
+    /// 429s answered.
+    rate_limited: usize,
+    /// Requests that arrived in a window after it had answered a 429.
+    after_limit: usize,
+}
+
+/// What the next `POST /v2/boards` suffers, one fault a request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BoardFault {
+    /// Answers this 5xx and creates nothing.
+    FailBefore(u16),
+    /// Creates the board, then answers this 5xx.
+    FailAfter(u16),
+    /// Creates the board and answers 201 only after this many milliseconds.
+    SlowAfter(u64),
+    /// Creates the board and drops the connection mid-answer.
+    DropAfter,
+}
+
+/// The rate-limit window and what happened in it.
+#[derive(Debug, Default)]
+struct RateWindow {
+    start: i64,
+    used: u32,
+    limited: bool,
 }
 
 /// Switchable misbehaviour, for tests of what the client does then.
 #[derive(Debug, Default, Clone)]
 struct Faults {
+    board: std::collections::VecDeque<BoardFault>,
     /// Every token-endpoint call answers this status with Miro's error body.
     token_status: Option<u16>,
     /// A refresh rotates the tokens, then its answer never comes.
@@ -214,6 +245,21 @@ impl Emulator {
     /// what a client sees that freezes right after Miro answered.
     pub fn stall_refreshes(&self, stall: bool) {
         self.shared.world().faults.stall_refresh = stall;
+    }
+
+    /// Queues faults for the next board creations, in order.
+    pub fn inject_board_faults(&self, faults: &[BoardFault]) {
+        self.shared
+            .world()
+            .faults
+            .board
+            .extend(faults.iter().copied());
+    }
+
+    /// (429s answered, requests that came in a window after its 429).
+    pub fn rate_limit_stats(&self) -> (usize, usize) {
+        let world = self.shared.world();
+        (world.rate_limited, world.after_limit)
     }
 
     /// Every token issued so far stops working (the user uninstalled the app).
@@ -720,8 +766,112 @@ async fn create_board(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let (mut response, fault) = board_answer(&shared, &headers, &body);
+    match fault {
+        Some(BoardFault::SlowAfter(ms)) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await
+        }
+        Some(BoardFault::DropAfter) => {
+            // Start the body, then fail it: the connection ends mid-answer.
+            let (mut parts, _) = response.into_parts();
+            parts.headers.remove(header::CONTENT_LENGTH);
+            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+                Ok(Bytes::from_static(b"{\"id\":")),
+                Err(std::io::Error::other("connection dropped")),
+            ];
+            let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+            response = Response::from_parts(parts, body);
+        }
+        _ => {}
+    }
+    response
+}
+
+/// Miro's rate-limit headers for the current window, and whether it still
+/// has room for this request.
+fn rate_limit(shared: &Shared, world: &mut World) -> (bool, Vec<(&'static str, String)>) {
+    let Some((limit, window)) = shared.config.board_rate_limit else {
+        return (true, vec![]);
+    };
+    let now = world.now();
+    let start = now - now.rem_euclid(window);
+    if world.rate.start != start {
+        world.rate = RateWindow {
+            start,
+            used: 0,
+            limited: false,
+        };
+    }
+    if world.rate.limited {
+        world.after_limit += 1;
+    }
+    let room = world.rate.used < limit;
+    if room {
+        world.rate.used += 1;
+    } else {
+        world.rate.limited = true;
+        world.rate_limited += 1;
+    }
+    let headers = vec![
+        ("x-ratelimit-limit", limit.to_string()),
+        (
+            "x-ratelimit-remaining",
+            (limit - world.rate.used).to_string(),
+        ),
+        ("x-ratelimit-reset", (start + window).to_string()),
+    ];
+    (room, headers)
+}
+
+fn with_headers(mut response: Response, headers: Vec<(&'static str, String)>) -> Response {
+    for (k, v) in headers {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            response.headers_mut().insert(k, v);
+        }
+    }
+    response
+}
+
+fn board_answer(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> (Response, Option<BoardFault>) {
     let mut world = shared.world();
-    let token = match authenticate(&world, &headers) {
+    let (room, rate_headers) = rate_limit(shared, &mut world);
+    if !room {
+        let limited = miro_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "tooManyRequests",
+            "Request rate limit exceed",
+        );
+        return (with_headers(limited, rate_headers), None);
+    }
+    let fault = world.faults.board.pop_front();
+    if let Some(BoardFault::FailBefore(status)) = fault {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (
+            miro_error(status, "internalError", "Injected fault."),
+            fault,
+        );
+    }
+    let mut response = board_created(shared, &mut world, headers, body);
+    if let Some(BoardFault::FailAfter(status)) = fault {
+        if response.status() == StatusCode::CREATED {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            response = miro_error(status, "internalError", "Injected fault.");
+        }
+    }
+    (with_headers(response, rate_headers), fault)
+}
+
+fn board_created(
+    shared: &Shared,
+    world: &mut World,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let token = match authenticate(world, headers) {
         Ok(t) => t,
         Err(message) => return miro_error(StatusCode::UNAUTHORIZED, "tokenNotProvided", message),
     };
@@ -735,7 +885,7 @@ async fn create_board(
     let body: Value = if body.is_empty() {
         json!({})
     } else {
-        match serde_json::from_slice(&body) {
+        match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(_) => {
                 return miro_error(

@@ -1,9 +1,11 @@
 //! `POST /boards`: a Miro board for the signed-in user, or the 401 that asks
-//! them to connect first (and creates the board once they have).
+//! them to connect first (and creates the board once they have). With an
+//! `Idempotency-Key` header, a repeat returns the first board.
 
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::{HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use miro_connect::domain::BoardRequest;
+use miro_connect::service::Deadline;
 use miro_connect::{http, identity, Error, Service};
 
 pub async fn handle(service: &Service, req: Request) -> Result<Response<Body>, lambda_http::Error> {
@@ -13,10 +15,22 @@ pub async fn handle(service: &Service, req: Request) -> Result<Response<Body>, l
 async fn create(service: &Service, req: &Request) -> Result<Response<Body>, Error> {
     http::require_method(req, Method::POST)?;
     let user = identity::app_user(req)?;
+    let key = match req.headers().get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| Error::InvalidParameter("Idempotency-Key"))?,
+        ),
+        None => None,
+    };
     let body: BoardRequest = http::json_body_or_default(req)?;
-    let board = service.create_board(&user, body).await?;
-    Ok(http::json(
-        StatusCode::CREATED,
-        &serde_json::json!({ "board": board }),
-    ))
+    let created = service
+        .create_board(&user, key, body, Deadline::none())
+        .await?;
+    let mut response = http::json(StatusCode::CREATED, &created);
+    if created.replayed {
+        response
+            .headers_mut()
+            .insert("idempotency-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }

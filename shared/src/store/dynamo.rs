@@ -4,8 +4,8 @@
 //! into attributes of their own with the item's key as associated data.
 
 use super::{
-    completion_key, connection_key, is_live, pending_key, AuthorizationStore, ConnectionStore,
-    StoreError, Taken,
+    completion_key, connection_key, idempotency_key, is_live, pending_key, AuthorizationStore,
+    ConnectionStore, IdempotencyRecord, IdempotencyStore, StoreError, Taken,
 };
 use crate::domain::{
     AuthorizationRequest, Completion, Connection, ConnectionProfile, PendingAuthorization,
@@ -460,5 +460,98 @@ impl ConnectionStore for DynamoStore {
             .send()
             .await;
         conditional(result)
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IdempotencyData {
+    request_hash: String,
+    outcome: super::IdempotentOutcome,
+}
+
+impl DynamoStore {
+    fn idempotency_item(&self, id: &str, record: &IdempotencyRecord) -> Result<Item, StoreError> {
+        let data = IdempotencyData {
+            request_hash: record.request_hash.clone(),
+            outcome: record.outcome.clone(),
+        };
+        Ok(base_item(
+            id,
+            "idempotency",
+            to_json(&data)?,
+            Some(record.expires_at),
+        ))
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoStore {
+    async fn claim(
+        &self,
+        user: &AppUser,
+        key: &str,
+        record: &IdempotencyRecord,
+        now: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let id = idempotency_key(user, key);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.idempotency_item(&id, record)?))
+            // Free if never used, or used so long ago that it expired (TTL may lag).
+            .condition_expression("attribute_not_exists(#pk) OR #exp <= :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(now))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                let aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(failed) = e.into_err() else {
+                    return Err(StoreError::Conflict);
+                };
+                let item = failed.item.ok_or_else(|| StoreError::Corrupt("no old item returned".into()))?;
+                let data: IdempotencyData = json(&item)?;
+                Ok(Some(IdempotencyRecord {
+                    request_hash: data.request_hash,
+                    outcome: data.outcome,
+                    expires_at: expires_at(&item)?,
+                }))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn settle(
+        &self,
+        user: &AppUser,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<(), StoreError> {
+        let id = idempotency_key(user, key);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.idempotency_item(&id, record)?))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn release(&self, user: &AppUser, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(idempotency_key(user, key)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 }

@@ -1,8 +1,8 @@
 //! In-memory adapter for local runs: one process, nothing persisted.
 
 use super::{
-    completion_key, connection_key, is_live, pending_key, AuthorizationStore, ConnectionStore,
-    StoreError, Taken,
+    completion_key, connection_key, idempotency_key, is_live, pending_key, AuthorizationStore,
+    ConnectionStore, IdempotencyRecord, IdempotencyStore, StoreError, Taken,
 };
 use crate::domain::{Completion, Connection, PendingAuthorization};
 use crate::identity::AppUser;
@@ -16,6 +16,7 @@ enum Item {
     Completion(Completion),
     /// The connection and who holds its refresh lease, if anyone.
     Connection(Connection, Option<String>),
+    Idempotency(IdempotencyRecord),
 }
 
 #[derive(Debug, Default)]
@@ -211,5 +212,44 @@ impl ConnectionStore for MemoryStore {
             _ => None,
         })?;
         Ok(deleted.is_some())
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryStore {
+    async fn claim(
+        &self,
+        user: &AppUser,
+        key: &str,
+        record: &IdempotencyRecord,
+        now: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let mut items = self.lock()?;
+        let id = idempotency_key(user, key);
+        if let Some(Item::Idempotency(existing)) = items.get(&id) {
+            if is_live(Some(existing.expires_at), now) {
+                return Ok(Some(existing.clone()));
+            }
+        }
+        items.insert(id, Item::Idempotency(record.clone()));
+        Ok(None)
+    }
+
+    async fn settle(
+        &self,
+        user: &AppUser,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<(), StoreError> {
+        self.lock()?.insert(
+            idempotency_key(user, key),
+            Item::Idempotency(record.clone()),
+        );
+        Ok(())
+    }
+
+    async fn release(&self, user: &AppUser, key: &str) -> Result<(), StoreError> {
+        self.lock()?.remove(&idempotency_key(user, key));
+        Ok(())
     }
 }

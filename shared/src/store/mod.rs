@@ -10,7 +10,7 @@
 pub mod dynamo;
 pub mod memory;
 
-use crate::domain::{Completion, Connection, PendingAuthorization};
+use crate::domain::{Board, Completion, Connection, PendingAuthorization};
 use crate::identity::AppUser;
 use async_trait::async_trait;
 
@@ -91,8 +91,51 @@ pub trait ConnectionStore: Send + Sync {
     async fn delete_connection_at(&self, user: &AppUser, version: u64) -> Result<bool, StoreError>;
 }
 
-pub trait Store: AuthorizationStore + ConnectionStore {}
-impl<T: AuthorizationStore + ConnectionStore> Store for T {}
+/// What became of a board request made under an idempotency key.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum IdempotentOutcome {
+    /// Someone is creating it now.
+    InProgress,
+    Created {
+        board: Board,
+    },
+    /// Miro may or may not have created it (a 5xx or a lost answer to the POST).
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IdempotencyRecord {
+    /// SHA-256 of the request it was first used for.
+    pub request_hash: String,
+    pub outcome: IdempotentOutcome,
+    pub expires_at: i64,
+}
+
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `(user, key)` with an in-progress record. `None`: claimed, go
+    /// ahead. `Some(record)`: the key is taken (and alive at `now`).
+    async fn claim(
+        &self,
+        user: &AppUser,
+        key: &str,
+        record: &IdempotencyRecord,
+        now: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// Records the outcome of a claimed key.
+    async fn settle(
+        &self,
+        user: &AppUser,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<(), StoreError>;
+    /// Gives a claimed key back: nothing was created, a retry may go ahead.
+    async fn release(&self, user: &AppUser, key: &str) -> Result<(), StoreError>;
+}
+
+pub trait Store: AuthorizationStore + ConnectionStore + IdempotencyStore {}
+impl<T: AuthorizationStore + ConnectionStore + IdempotencyStore> Store for T {}
 
 pub fn pending_key(state_hash: &str) -> String {
     format!("AUTHZ#{state_hash}")
@@ -104,6 +147,14 @@ pub fn completion_key(completion_hash: &str) -> String {
 
 pub fn connection_key(user: &AppUser) -> String {
     format!("CONN#{user}")
+}
+
+/// One item per (user, key); hashed so that neither can collide with the other's separator.
+pub fn idempotency_key(user: &AppUser, key: &str) -> String {
+    format!(
+        "IDEM#{}",
+        crate::secret::sha256_hex(&format!("{user}\n{key}"))
+    )
 }
 
 /// Expiry as every read applies it: an item is alive strictly before `expires_at`.

@@ -2,6 +2,7 @@
 //! contract against every adapter, and bad input.
 
 mod bad_input;
+mod events;
 mod flows;
 mod store_contract;
 mod support;

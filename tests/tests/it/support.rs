@@ -122,7 +122,7 @@ pub fn service_with(
     clock: Arc<OffsetClock>,
 ) -> Service {
     let config = Config::from_lookup(|k| settings.get(k).cloned()).expect("config");
-    let http = miro_connect::bootstrap::http_client().expect("http client");
+    let http = miro_connect::bootstrap::http_client(&config).expect("http client");
     Service::new(config, store, http, clock)
 }
 
@@ -206,8 +206,14 @@ impl TestApp {
     }
 
     /// Makes the stored access token due: past its expiry by our clock and
-    /// dead at Miro too (the emulator's clock moves an hour).
+    /// dead at Miro too (the emulator's clock moves an hour, for every token).
     pub async fn expire_access_token(&self, user: &str) {
+        self.make_refresh_due(user).await;
+        self.emulator.advance_clock(3600);
+    }
+
+    /// Makes the stored access token past its expiry by our clock only.
+    pub async fn make_refresh_due(&self, user: &str) {
         use miro_connect::store::ConnectionStore;
         let mut c = self.connection(user).await.expect("connected");
         c.access_expires_at = Some(self.clock.now() - 1);
@@ -215,7 +221,6 @@ impl TestApp {
             .put_connection(&c)
             .await
             .expect("write connection");
-        self.emulator.advance_clock(3600);
     }
 
     pub async fn items(&self) -> usize {

@@ -1,0 +1,16 @@
+use lambda_runtime::{run, service_fn, Error};
+use miro_connect::events::EventBridgePublisher;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    miro_connect::logging::init();
+    let aws = aws_config::load_from_env().await;
+    let service = miro_connect::bootstrap::service_with_aws(&aws).await?;
+    let bus = std::env::var("EVENT_BUS_NAME").unwrap_or_else(|_| "default".into());
+    let events = aws_sdk_eventbridge::Client::new(&aws);
+    let app = board_events::App {
+        service,
+        publisher: Box::new(EventBridgePublisher::new(events, bus)),
+    };
+    run(service_fn(|event| board_events::handle(&app, event))).await
+}

@@ -1,0 +1,231 @@
+//! Board creation from AWS events: the `Create Miro Board` EventBridge event
+//! as it arrives in an SQS message, and the outcome events published back.
+
+use crate::domain::{Board, BoardRequest};
+use crate::error::Error;
+use crate::identity::AppUser;
+use crate::service::{Deadline, Service};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub const SOURCE: &str = "miro-connect";
+pub const REQUESTED: &str = "Create Miro Board";
+pub const CREATED: &str = "Miro Board Created";
+pub const FAILED: &str = "Miro Board Creation Failed";
+
+/// The EventBridge envelope (only what is read of it).
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(rename = "detail-type")]
+    detail_type: String,
+    detail: BoardRequested,
+}
+
+/// `detail` of a `Create Miro Board` event.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardRequested {
+    pub user_id: String,
+    #[serde(default)]
+    pub board: BoardRequest,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedDetail {
+    pub user_id: String,
+    pub idempotency_key: String,
+    pub board_id: String,
+    pub name: String,
+    pub view_link: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedDetail {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    pub idempotency_key: String,
+    /// One of the API's error codes, or `invalid_event`.
+    pub reason: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorize_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Created(CreatedDetail),
+    Failed(FailedDetail),
+}
+
+impl Outcome {
+    pub fn detail_type(&self) -> &'static str {
+        match self {
+            Outcome::Created(_) => CREATED,
+            Outcome::Failed(_) => FAILED,
+        }
+    }
+
+    pub fn detail_json(&self) -> Result<String, serde_json::Error> {
+        match self {
+            Outcome::Created(d) => serde_json::to_string(d),
+            Outcome::Failed(d) => serde_json::to_string(d),
+        }
+    }
+}
+
+/// What to do with one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disposition {
+    /// Settled for good (created, or a permanent failure): publish and delete.
+    Settled(Outcome),
+    /// Worth another delivery (rate limit, outage): hand back to the queue.
+    Retry(&'static str),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("publishing the outcome failed: {0}")]
+pub struct PublishError(pub String);
+
+#[async_trait]
+pub trait OutcomePublisher: Send + Sync {
+    async fn publish(&self, outcome: &Outcome) -> Result<(), PublishError>;
+}
+
+pub struct EventBridgePublisher {
+    client: aws_sdk_eventbridge::Client,
+    bus: String,
+}
+
+impl EventBridgePublisher {
+    pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {
+        Self {
+            client,
+            bus: bus.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl OutcomePublisher for EventBridgePublisher {
+    async fn publish(&self, outcome: &Outcome) -> Result<(), PublishError> {
+        let detail = outcome
+            .detail_json()
+            .map_err(|e| PublishError(e.to_string()))?;
+        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .event_bus_name(&self.bus)
+            .source(SOURCE)
+            .detail_type(outcome.detail_type())
+            .detail(detail)
+            .build();
+        let out = self
+            .client
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .map_err(|e| {
+                PublishError(aws_sdk_eventbridge::error::DisplayErrorContext(&e).to_string())
+            })?;
+        if out.failed_entry_count() > 0 {
+            return Err(PublishError("EventBridge refused the entry".into()));
+        }
+        Ok(())
+    }
+}
+
+fn failed(user: Option<&AppUser>, key: &str, reason: &str, message: String) -> Disposition {
+    Disposition::Settled(Outcome::Failed(FailedDetail {
+        user_id: user.map(|u| u.to_string()),
+        idempotency_key: key.to_string(),
+        reason: reason.to_string(),
+        message,
+        authorize_url: None,
+    }))
+}
+
+impl Service {
+    /// One SQS message holding a `Create Miro Board` event, through the same
+    /// use case as `POST /boards`, exactly once per idempotency key: the
+    /// event's own key, else the EventBridge event id, else the message id.
+    pub async fn board_requested(
+        &self,
+        message_id: &str,
+        body: &str,
+        deadline: Deadline,
+    ) -> Disposition {
+        let envelope: Envelope = match serde_json::from_str(body) {
+            Ok(e) => e,
+            Err(_) => {
+                return failed(
+                    None,
+                    message_id,
+                    "invalid_event",
+                    "not a Create Miro Board event".into(),
+                )
+            }
+        };
+        let key = envelope
+            .detail
+            .idempotency_key
+            .clone()
+            .or(envelope.id.clone())
+            .unwrap_or_else(|| message_id.to_string());
+        if envelope.detail_type != REQUESTED {
+            return failed(
+                None,
+                &key,
+                "invalid_event",
+                format!("detail-type must be {REQUESTED}"),
+            );
+        }
+        let Ok(user) = AppUser::parse(&envelope.detail.user_id) else {
+            return failed(
+                None,
+                &key,
+                "invalid_event",
+                "user_id is not a valid user".into(),
+            );
+        };
+        match self
+            .create_board(&user, Some(&key), envelope.detail.board, deadline)
+            .await
+        {
+            Ok(created) => {
+                Disposition::Settled(Outcome::Created(created_detail(&user, &key, created.board)))
+            }
+            Err(Error::AuthorizationRequired { authorize_url, .. }) => {
+                Disposition::Settled(Outcome::Failed(FailedDetail {
+                    user_id: Some(user.to_string()),
+                    idempotency_key: key,
+                    reason: "miro_authorization_required".into(),
+                    message: "the user must connect Miro first".into(),
+                    authorize_url: Some(authorize_url),
+                }))
+            }
+            Err(
+                e @ (Error::MiroRateLimited { .. }
+                | Error::MiroUnavailable { .. }
+                | Error::Storage(_)
+                | Error::IdempotencyInProgress),
+            ) => {
+                tracing::warn!(user = %user, error = %e, "board request handed back to the queue");
+                Disposition::Retry(e.code())
+            }
+            Err(e) => failed(Some(&user), &key, e.code(), e.to_string()),
+        }
+    }
+}
+
+fn created_detail(user: &AppUser, key: &str, board: Board) -> CreatedDetail {
+    CreatedDetail {
+        user_id: user.to_string(),
+        idempotency_key: key.to_string(),
+        board_id: board.id,
+        name: board.name,
+        view_link: board.view_link,
+    }
+}
