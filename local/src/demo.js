@@ -69,8 +69,17 @@ function showConnection(connection) {
     : 'not connected';
 }
 
+async function refreshConnection() {
+  if (!session.token) { $('connection').textContent = 'unknown'; return; }
+  const res = await api('GET', '/miro/connection');
+  if (res.status === 200) { showConnection(res.body); return; }
+  $('connection').textContent = 'unknown';
+  say(explain(res.body, res.status), 'error');
+}
+
 function render() {
   const user = session.user;
+  if (user) $('user').value = user;
   $('who').textContent = user ? 'Signed in as ' + user : 'Not signed in';
   $('sign-out').hidden = !user;
   $('miro').disabled = !user;
@@ -91,6 +100,7 @@ async function signIn() {
     if (!res.ok) { say(explain(body, res.status), 'error'); return; }
     session.set(body.token, body.user);
     render();
+    await refreshConnection();
     say('Signed in as ' + body.user + '.', 'ok');
   });
 }
@@ -99,6 +109,14 @@ async function connect() {
   await busy('Starting Miro authorization…', async () => {
     const res = await api('POST', '/miro/authorizations', {});
     if (res.status === 201) { goToMiro(res.body); return; }
+    say(explain(res.body, res.status), 'error');
+  });
+}
+
+async function disconnect() {
+  await busy('Disconnecting from Miro…', async () => {
+    const res = await api('DELETE', '/miro/connection');
+    if (res.status === 204) { showConnection(null); say('Disconnected from Miro.', 'ok'); return; }
     say(explain(res.body, res.status), 'error');
   });
 }
@@ -117,24 +135,26 @@ async function finishFromRedirect() {
   const params = new URLSearchParams(window.location.search);
   const completion = params.get('miro_authorization');
   const error = params.get('miro_error');
-  if (!completion && !error) return;
+  if (!completion && !error) return false;
   // Take the one-time values out of the address bar and history at once.
   history.replaceState(null, '', window.location.pathname);
-  if (error) { say(MESSAGES[error] || 'Miro authorization failed.', 'error'); showConnection(null); return; }
-  if (!session.token) { say('Sign in first, then connect Miro again.', 'error'); return; }
+  if (error) { say(MESSAGES[error] || 'Miro authorization failed.', 'error'); await refreshConnection(); return true; }
+  if (!session.token) { say('Sign in first, then connect Miro again.', 'error'); return true; }
   await busy('Finishing Miro connection…', async () => {
     const res = await api('POST', '/miro/authorizations/complete', { completion });
-    if (res.status !== 200) { say(explain(res.body, res.status), 'error'); return; }
+    if (res.status !== 200) { say(explain(res.body, res.status), 'error'); await refreshConnection(); return; }
     showConnection(res.body.connection);
     if (res.body.board) { showBoard(res.body.board); return; }
     if (res.body.board_error) { say('Connected, but the board failed: ' + explain(res.body.board_error), 'error'); return; }
     say('Miro connected.', 'ok');
   });
+  return true;
 }
 
 $('sign-in').addEventListener('click', signIn);
-$('sign-out').addEventListener('click', () => { session.clear(); render(); say('Signed out.'); });
+$('sign-out').addEventListener('click', () => { session.clear(); render(); showConnection(null); say('Signed out.'); });
+$('disconnect').addEventListener('click', disconnect);
 $('connect').addEventListener('click', connect);
 $('create-board').addEventListener('click', createBoard);
 render();
-finishFromRedirect();
+finishFromRedirect().then((handled) => (handled ? undefined : refreshConnection()));

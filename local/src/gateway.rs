@@ -20,6 +20,7 @@ const ISSUER: &str = "miro-connect-local";
 const AUDIENCE: &str = "miro-connect-demo";
 const DEMO_PAGE: &str = include_str!("demo.html");
 const DEMO_SCRIPT: &str = include_str!("demo.js");
+const DEMO_STYLE: &str = include_str!("demo.css");
 /// Bigger than any valid body, so that the handlers see (and refuse) oversized ones.
 const MAX_FORWARDED_BODY: usize = 1024 * 1024;
 
@@ -31,8 +32,20 @@ struct Claims {
     exp: u64,
 }
 
+/// Where the API routes go.
+pub enum Backend {
+    /// The handlers, called in this process.
+    InProcess(Box<Service>),
+    /// The real Lambda runtime: `cargo lambda watch`'s invoke endpoint, which
+    /// takes whole API Gateway events.
+    Lambda {
+        http: reqwest::Client,
+        invoke_base: String,
+    },
+}
+
 pub struct Gateway {
-    service: Service,
+    backend: Backend,
     /// A fresh signing key per process: demo sign-ins end with the server.
     jwt_key: Secret,
 }
@@ -55,10 +68,22 @@ enum Route {
     Connection,
 }
 
+impl Route {
+    /// The function's binary, as the template and cargo lambda name it.
+    fn function(self) -> &'static str {
+        match self {
+            Route::AuthStart => "auth-start",
+            Route::AuthCallback => "auth-callback",
+            Route::CreateBoard => "create-board",
+            Route::Connection => "connection",
+        }
+    }
+}
+
 impl Gateway {
-    pub fn new(service: Service) -> Self {
+    pub fn new(backend: Backend) -> Self {
         Self {
-            service,
+            backend,
             jwt_key: Secret::random(),
         }
     }
@@ -67,7 +92,14 @@ impl Gateway {
         let gw = Arc::new(self);
         let mut router = Router::new()
             .route("/", get(demo_page))
-            .route("/demo.js", get(demo_script))
+            .route(
+                "/demo.js",
+                get(|| async { page("text/javascript; charset=utf-8", DEMO_SCRIPT) }),
+            )
+            .route(
+                "/demo.css",
+                get(|| async { page("text/css; charset=utf-8", DEMO_STYLE) }),
+            )
             .route("/demo/sign-in", post(sign_in));
         for (path, function, needs_jwt) in ROUTES {
             router = router.route(path, any(move |s, r| forward(s, r, function, needs_jwt)));
@@ -147,10 +179,6 @@ async fn demo_page() -> Response {
     page("text/html; charset=utf-8", DEMO_PAGE)
 }
 
-async fn demo_script() -> Response {
-    page("text/javascript; charset=utf-8", DEMO_SCRIPT)
-}
-
 #[derive(Deserialize)]
 struct SignIn {
     user: String,
@@ -211,16 +239,38 @@ async fn forward(
             "the body is too large",
         );
     };
+    match &gw.backend {
+        Backend::InProcess(service) => in_process(service, route, parts, bytes.to_vec(), sub).await,
+        Backend::Lambda { http, invoke_base } => {
+            let event = api_gateway_event(&parts, &bytes, sub.as_deref());
+            match invoke(http, invoke_base, route.function(), &event).await {
+                Some(response) => response,
+                None => gateway_error(
+                    StatusCode::BAD_GATEWAY,
+                    "bad_gateway",
+                    "the function did not answer",
+                ),
+            }
+        }
+    }
+}
+
+async fn in_process(
+    service: &Service,
+    route: Route,
+    parts: axum::http::request::Parts,
+    bytes: Vec<u8>,
+    sub: Option<String>,
+) -> Response {
     let body = if bytes.is_empty() {
         Body::Empty
     } else {
-        Body::Binary(bytes.to_vec())
+        Body::Binary(bytes)
     };
     let mut lambda_request = lambda_http::Request::from_parts(parts, body);
     if let Some(sub) = sub {
         lambda_request = lambda_request.with_request_context(authorizer_context(&sub));
     }
-    let service = &gw.service;
     let outcome = match route {
         Route::AuthStart => auth_start::handle(service, lambda_request).await,
         Route::AuthCallback => auth_callback::handle(service, lambda_request).await,
@@ -230,13 +280,7 @@ async fn forward(
     match outcome {
         Ok(response) => {
             let (parts, body) = response.into_parts();
-            let bytes: Vec<u8> = match body {
-                Body::Empty => Vec::new(),
-                Body::Text(t) => t.into_bytes(),
-                Body::Binary(b) => b,
-                _ => Vec::new(),
-            };
-            Response::from_parts(parts, AxumBody::from(bytes))
+            Response::from_parts(parts, AxumBody::from(body_bytes(body)))
         }
         Err(_) => gateway_error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -244,4 +288,89 @@ async fn forward(
             "the function failed",
         ),
     }
+}
+
+fn body_bytes(body: Body) -> Vec<u8> {
+    match body {
+        Body::Empty => Vec::new(),
+        Body::Text(t) => t.into_bytes(),
+        Body::Binary(b) => b,
+        _ => Vec::new(),
+    }
+}
+
+/// The HTTP API (payload 2.0) event API Gateway would send, with the JWT
+/// authorizer's claims where the route has one.
+fn api_gateway_event(
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+    sub: Option<&str>,
+) -> serde_json::Value {
+    use base64::Engine;
+    let method = parts.method.as_str();
+    let path = parts.uri.path();
+    let mut headers = serde_json::Map::new();
+    for (name, value) in &parts.headers {
+        if let Ok(value) = value.to_str() {
+            let joined = match headers.get(name.as_str()).and_then(|v| v.as_str()) {
+                Some(earlier) => format!("{earlier},{value}"),
+                None => value.to_string(),
+            };
+            headers.insert(name.as_str().to_string(), serde_json::Value::String(joined));
+        }
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    let mut context = serde_json::json!({
+        "accountId": "000000000000",
+        "apiId": "local",
+        "domainName": parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost"),
+        "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "" },
+        "requestId": uuid::Uuid::new_v4().to_string(),
+        "routeKey": format!("{method} {path}"),
+        "stage": "$default",
+        "timeEpoch": now_ms,
+    });
+    if let Some(sub) = sub {
+        context["authorizer"] =
+            serde_json::json!({ "jwt": { "claims": { "sub": sub }, "scopes": null } });
+    }
+    serde_json::json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {path}"),
+        "rawPath": path,
+        "rawQueryString": parts.uri.query().unwrap_or_default(),
+        "headers": headers,
+        "requestContext": context,
+        "body": (!body.is_empty()).then(|| base64::engine::general_purpose::STANDARD.encode(body)),
+        "isBase64Encoded": !body.is_empty(),
+    })
+}
+
+/// Invokes `function` through the Lambda invoke API and turns its API
+/// Gateway response back into HTTP.
+async fn invoke(
+    http: &reqwest::Client,
+    base: &str,
+    function: &str,
+    event: &serde_json::Value,
+) -> Option<Response> {
+    use base64::Engine;
+    use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+    let url = format!("{base}/2015-03-31/functions/{function}/invocations");
+    let answer = http.post(url).json(event).send().await.ok()?;
+    let reply: ApiGatewayV2httpResponse = answer.json().await.ok()?;
+    let bytes = match reply.body {
+        Some(Body::Text(t)) if reply.is_base64_encoded => {
+            base64::engine::general_purpose::STANDARD.decode(t).ok()?
+        }
+        Some(body) => body_bytes(body),
+        None => Vec::new(),
+    };
+    let mut response = Response::new(AxumBody::from(bytes));
+    *response.status_mut() = StatusCode::from_u16(u16::try_from(reply.status_code).ok()?).ok()?;
+    *response.headers_mut() = reply.headers;
+    Some(response)
 }

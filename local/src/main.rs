@@ -10,7 +10,7 @@
 
 mod gateway;
 
-use gateway::Gateway;
+use gateway::{Backend, Gateway};
 use miro_connect::clock::SystemClock;
 use miro_connect::config::Config;
 use miro_connect::seal::Sealer;
@@ -59,42 +59,30 @@ async fn main() -> Result<(), Failure> {
     };
     let config = Config::from_lookup(|k| env(k).or_else(|| settings.get(k).cloned()))?;
 
-    let store: Arc<dyn Store> = if config.table_name.is_empty() {
-        Arc::new(MemoryStore::new())
+    let miro = if real_miro {
+        config.miro_api_base.to_string()
     } else {
-        let keys = config
-            .sealing_keys
-            .clone()
-            .ok_or("TOKEN_SEALING_KEYS is required with TABLE_NAME")?;
-        let aws = aws_config::load_from_env().await;
-        let client = aws_sdk_dynamodb::Client::new(&aws);
-        if env("AWS_ENDPOINT_URL_DYNAMODB")
-            .or(env("AWS_ENDPOINT_URL"))
-            .is_some()
-        {
-            // A local DynamoDB starts empty; a real table comes from the template.
-            DynamoStore::create_table(&client, &config.table_name).await?;
-        }
-        let sealer = Arc::new(Sealer::from_key_ring(&keys)?);
-        Arc::new(DynamoStore::new(client, config.table_name.clone(), sealer))
+        format!("built-in emulator at {public}/_miro")
     };
-
-    let describe = format!(
-        "Miro: {}; store: {}",
-        if real_miro {
-            config.miro_api_base.to_string()
-        } else {
-            format!("built-in emulator at {public}/_miro")
-        },
-        if config.table_name.is_empty() {
-            "in memory".to_string()
-        } else {
-            format!("DynamoDB table {}", config.table_name)
-        },
-    );
-    let http = miro_connect::bootstrap::http_client(&config)?;
-    let service = Service::new(config, store, http, Arc::new(SystemClock));
-    let mut router = Gateway::new(service).router();
+    let (backend, describe) = match env("MIRO_CONNECT_LAMBDA_URL") {
+        // The functions run under `cargo lambda watch`; this process only
+        // plays API Gateway (and hosts the emulator and the demo app).
+        Some(invoke_base) => {
+            let describe = format!("Miro: {miro}; functions: cargo lambda watch at {invoke_base}");
+            let http = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(120))
+                .build()?;
+            (Backend::Lambda { http, invoke_base }, describe)
+        }
+        None => {
+            let (store, what) = store(&config).await?;
+            let describe = format!("Miro: {miro}; store: {what}");
+            let http = miro_connect::bootstrap::http_client(&config)?;
+            let service = Service::new(config, store, http, Arc::new(SystemClock));
+            (Backend::InProcess(Box::new(service)), describe)
+        }
+    };
+    let mut router = Gateway::new(backend).router();
     if let Some((_, emulator_routes)) = emulator {
         router = router.nest("/_miro", emulator_routes);
     }
@@ -108,4 +96,30 @@ async fn main() -> Result<(), Failure> {
         })
         .await?;
     Ok(())
+}
+
+/// The in-memory store by default; DynamoDB once `TABLE_NAME` is set.
+async fn store(config: &Config) -> Result<(Arc<dyn Store>, String), Failure> {
+    if config.table_name.is_empty() {
+        return Ok((Arc::new(MemoryStore::new()), "in memory".into()));
+    }
+    let keys = config
+        .sealing_keys
+        .clone()
+        .ok_or("TOKEN_SEALING_KEYS is required with TABLE_NAME")?;
+    let aws = aws_config::load_from_env().await;
+    let client = aws_sdk_dynamodb::Client::new(&aws);
+    let local_endpoint = ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()));
+    if local_endpoint {
+        // A local DynamoDB starts empty; a real table comes from the template.
+        DynamoStore::create_table(&client, &config.table_name).await?;
+    }
+    let sealer = Arc::new(Sealer::from_key_ring(&keys)?);
+    let what = format!("DynamoDB table {}", config.table_name);
+    Ok((
+        Arc::new(DynamoStore::new(client, config.table_name.clone(), sealer)),
+        what,
+    ))
 }

@@ -1,4 +1,8 @@
 //! Building the service once per cold start, from the environment.
+//!
+//! Each function declares what it needs ([`Needs`]); the settings it may read
+//! follow from that and nothing else is looked up, so the template can give
+//! every function exactly its own environment (checked by a test).
 
 use crate::clock::SystemClock;
 use crate::config::{Config, ConfigError};
@@ -9,8 +13,65 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Names the Secrets Manager secret may hold, as a JSON object of strings.
+/// Read by every function, and required.
+pub const REQUIRED: [&str; 5] = [
+    "TABLE_NAME",
+    "MIRO_CLIENT_ID",
+    "MIRO_REDIRECT_URI",
+    "ALLOWED_RETURN_ORIGINS",
+    "DEFAULT_RETURN_TO",
+];
+/// Read by every function, with defaults (the real Miro, the documented limits).
+pub const OPTIONAL: [&str; 6] = [
+    "MIRO_AUTH_BASE_URL",
+    "MIRO_API_BASE_URL",
+    "AUTHORIZATION_TTL_SECONDS",
+    "REFRESH_MARGIN_SECONDS",
+    "MIRO_TIMEOUT_MS",
+    "RUST_LOG",
+];
+/// Where the secrets are (production), …
+pub const SECRET_ARN: &str = "MIRO_SECRET_ARN";
+/// … or the secrets themselves (local runs and tests). The secret holds these names.
 pub const SECRET_SETTINGS: [&str; 2] = ["MIRO_CLIENT_SECRET", "TOKEN_SEALING_KEYS"];
+pub const EVENT_BUS: &str = "EVENT_BUS_NAME";
+
+/// What a function needs besides the common settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Needs {
+    /// The client secret and the sealing keys: everything but starting a flow.
+    pub secrets: bool,
+    /// The bus outcome events are published to.
+    pub events: bool,
+}
+
+impl Needs {
+    /// Every setting this function may read.
+    pub fn reads(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> =
+            REQUIRED.iter().chain(OPTIONAL.iter()).copied().collect();
+        if self.secrets {
+            names.push(SECRET_ARN);
+            names.extend(SECRET_SETTINGS);
+        }
+        if self.events {
+            names.push(EVENT_BUS);
+        }
+        names
+    }
+
+    /// What a deployment on AWS must set for it (secrets from Secrets Manager).
+    pub fn required_on_aws(&self) -> Vec<&'static str> {
+        let mut names = REQUIRED.to_vec();
+        if self.secrets {
+            names.push(SECRET_ARN);
+        }
+        if self.events {
+            names.push(EVENT_BUS);
+        }
+        names
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
@@ -35,8 +96,8 @@ pub fn http_client(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
-/// The secret's settings (`MIRO_SECRET_ARN`), read once: the client secret
-/// and the sealing key ring never sit in the function's environment.
+/// The secret's settings, read once: the client secret and the sealing key
+/// ring never sit in the function's environment.
 async fn secret_settings(
     aws: &aws_config::SdkConfig,
     secret_id: &str,
@@ -58,17 +119,31 @@ async fn secret_settings(
     Ok(settings)
 }
 
+/// Reads the environment, limited to what `needs` allows.
+pub fn env_lookup(needs: Needs) -> impl Fn(&str) -> Option<String> {
+    let allowed = needs.reads();
+    move |name: &str| {
+        if !allowed.contains(&name) {
+            return None;
+        }
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
 /// The production wiring: DynamoDB (endpoint from the SDK's own settings,
 /// e.g. `AWS_ENDPOINT_URL_DYNAMODB`), Miro at the configured bases, secrets
 /// from Secrets Manager when `MIRO_SECRET_ARN` is set, else from the environment.
-pub async fn service_from_env() -> Result<Service, BootError> {
-    service_with_aws(&aws_config::load_from_env().await).await
+pub async fn service_from_env(needs: Needs) -> Result<Service, BootError> {
+    service_with_aws(&aws_config::load_from_env().await, needs).await
 }
 
 /// The same, on an AWS configuration the caller also uses for other clients.
-pub async fn service_with_aws(aws: &aws_config::SdkConfig) -> Result<Service, BootError> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let secrets = match env("MIRO_SECRET_ARN") {
+pub async fn service_with_aws(
+    aws: &aws_config::SdkConfig,
+    needs: Needs,
+) -> Result<Service, BootError> {
+    let env = env_lookup(needs);
+    let secrets = match env(SECRET_ARN) {
         Some(id) => secret_settings(aws, &id).await?,
         None => HashMap::new(),
     };
@@ -76,13 +151,24 @@ pub async fn service_with_aws(aws: &aws_config::SdkConfig) -> Result<Service, Bo
     if config.table_name.is_empty() {
         return Err(ConfigError::Missing("TABLE_NAME").into());
     }
-    let keys = config
-        .sealing_keys
-        .clone()
-        .ok_or(ConfigError::Missing("TOKEN_SEALING_KEYS"))?;
-    let sealer = Arc::new(Sealer::from_key_ring(&keys)?);
+    let sealer = if needs.secrets {
+        if config.miro_client_secret.is_none() {
+            return Err(ConfigError::Missing("MIRO_CLIENT_SECRET").into());
+        }
+        let keys = config
+            .sealing_keys
+            .clone()
+            .ok_or(ConfigError::Missing("TOKEN_SEALING_KEYS"))?;
+        Some(Arc::new(Sealer::from_key_ring(&keys)?))
+    } else {
+        None
+    };
     let dynamo = aws_sdk_dynamodb::Client::new(aws);
-    let store = Arc::new(DynamoStore::new(dynamo, config.table_name.clone(), sealer));
+    let store = Arc::new(DynamoStore::with_sealer(
+        dynamo,
+        config.table_name.clone(),
+        sealer,
+    ));
     let http = http_client(&config)?;
     Ok(Service::new(config, store, http, Arc::new(SystemClock)))
 }

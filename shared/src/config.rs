@@ -26,7 +26,8 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub miro_client_id: String,
-    pub miro_client_secret: Secret,
+    /// Absent in functions that never talk to Miro's token endpoint.
+    pub miro_client_secret: Option<Secret>,
     /// Exactly as registered in the Miro app's settings.
     pub miro_redirect_uri: Url,
     pub miro_auth_base: Url,
@@ -117,7 +118,7 @@ impl Config {
             refresh_margin_seconds,
             miro_timeout_ms,
             miro_client_id: required("MIRO_CLIENT_ID")?,
-            miro_client_secret: Secret::new(required("MIRO_CLIENT_SECRET")?),
+            miro_client_secret: get("MIRO_CLIENT_SECRET").map(Secret::new),
             miro_redirect_uri: url("MIRO_REDIRECT_URI", required("MIRO_REDIRECT_URI")?)?,
             miro_auth_base: url(
                 "MIRO_AUTH_BASE_URL",

@@ -81,7 +81,7 @@ pub struct MiroApi {
     http: reqwest::Client,
     base: Url,
     client_id: String,
-    client_secret: Secret,
+    client_secret: Option<Secret>,
 }
 
 #[derive(Serialize)]
@@ -108,7 +108,11 @@ impl MiroApi {
         let body = RevokeBody {
             access_token: access_token.expose(),
             client_id: &self.client_id,
-            client_secret: self.client_secret.expose(),
+            client_secret: self
+                .client_secret
+                .as_ref()
+                .map(Secret::expose)
+                .unwrap_or_default(),
         };
         let response = self
             .http

@@ -108,10 +108,7 @@ pub struct MiroOAuth {
 
 impl MiroOAuth {
     pub fn new(config: &Config, http: reqwest::Client) -> Self {
-        let client = oauth2::Client::new(ClientId::new(config.miro_client_id.clone()))
-            .set_client_secret(ClientSecret::new(
-                config.miro_client_secret.expose().to_string(),
-            ))
+        let mut client = oauth2::Client::new(ClientId::new(config.miro_client_id.clone()))
             .set_auth_uri(AuthUrl::from_url(Config::endpoint(
                 &config.miro_auth_base,
                 "/oauth/authorize",
@@ -122,6 +119,10 @@ impl MiroOAuth {
             )))
             .set_redirect_uri(RedirectUrl::from_url(config.miro_redirect_uri.clone()))
             .set_auth_type(AuthType::RequestBody);
+        // Only the functions that exchange or refresh are given the secret.
+        if let Some(secret) = &config.miro_client_secret {
+            client = client.set_client_secret(ClientSecret::new(secret.expose().to_string()));
+        }
         Self {
             client,
             http: OAuthHttp(http),

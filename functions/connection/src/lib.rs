@@ -3,7 +3,14 @@
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
+use miro_connect::bootstrap::Needs;
 use miro_connect::{http, identity, Error, Service};
+
+/// Exchanges, refreshes or revokes: the client secret and the sealing keys.
+pub const NEEDS: Needs = Needs {
+    secrets: true,
+    events: false,
+};
 
 pub async fn handle(service: &Service, req: Request) -> Result<Response<Body>, lambda_http::Error> {
     Ok(http::respond(connection(service, &req).await))

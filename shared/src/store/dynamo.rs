@@ -41,11 +41,20 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoStore {
     client: Client,
     table: String,
-    sealer: Arc<Sealer>,
+    /// None in a function that never reads or writes a secret (auth-start).
+    sealer: Option<Arc<Sealer>>,
 }
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>, sealer: Arc<Sealer>) -> Self {
+        Self::with_sealer(client, table, Some(sealer))
+    }
+
+    pub fn with_sealer(
+        client: Client,
+        table: impl Into<String>,
+        sealer: Option<Arc<Sealer>>,
+    ) -> Self {
         Self {
             client,
             table: table.into(),
@@ -174,13 +183,19 @@ impl DynamoStore {
         attr: &str,
     ) -> Result<crate::secret::Secret, StoreError> {
         let sealed = string(item, attr)?;
-        self.sealer
+        self.sealer()?
             .open(key, &sealed)
             .map_err(|e| StoreError::Corrupt(format!("{attr}: {e}")))
     }
 
-    fn seal(&self, key: &str, value: &crate::secret::Secret) -> Result<AttributeValue, StoreError> {
+    fn sealer(&self) -> Result<&Sealer, StoreError> {
         self.sealer
+            .as_deref()
+            .ok_or_else(|| StoreError::Corrupt("no sealing keys configured here".into()))
+    }
+
+    fn seal(&self, key: &str, value: &crate::secret::Secret) -> Result<AttributeValue, StoreError> {
+        self.sealer()?
             .seal(key, value)
             .map(AttributeValue::S)
             .map_err(|e| StoreError::Corrupt(e.to_string()))

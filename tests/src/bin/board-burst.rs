@@ -13,7 +13,7 @@ type Failure = Box<dyn std::error::Error + Send + Sync>;
 async fn main() -> Result<(), Failure> {
     let user = std::env::var("BURST_USER")?;
     let count: usize = std::env::var("BURST_COUNT")?.parse()?;
-    let service = Arc::new(miro_connect::bootstrap::service_from_env().await?);
+    let service = Arc::new(miro_connect::bootstrap::service_from_env(create_board::NEEDS).await?);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..count {
         let service = service.clone();

@@ -6,4 +6,5 @@ mod events;
 mod flows;
 mod store_contract;
 mod support;
+mod template;
 mod tokens;

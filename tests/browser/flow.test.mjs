@@ -1,0 +1,198 @@
+// The whole redirect chain in a real browser (Debian's Chromium driven by
+// playwright-core), against the server at BASE_URL: the local server, or the
+// functions under `cargo lambda watch` behind it. Each test saves a
+// screenshot on failure under .local/screenshots/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+const require = createRequire(new URL('../harness/package.json', import.meta.url));
+const { chromium } = require('playwright-core');
+
+const BASE = process.env.BASE_URL;
+const STACK = process.env.STACK_NAME || 'local';
+const SHOTS = new URL('../../.local/screenshots/', import.meta.url).pathname;
+const TIMEOUT = 30_000; // first calls under cargo lambda watch may start a function
+let browser;
+
+before(async () => {
+  assert.ok(BASE, 'BASE_URL is required');
+  mkdirSync(SHOTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => { await browser?.close(); });
+
+const unique = (name) => `${name}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
+
+async function boards() {
+  const res = await fetch(`${BASE}/_miro/_emulator/stats`);
+  return (await res.json()).boards;
+}
+
+/** A fresh browser context (its own session storage) on the demo app. */
+async function openApp(t) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  t.after(async () => { await context.close(); });
+  await page.goto(`${BASE}/`);
+  return page;
+}
+
+/** Runs `body`; on failure saves a screenshot of every page given. */
+async function withScreenshots(name, pages, body) {
+  try {
+    await body();
+  } catch (e) {
+    for (const [i, page] of pages().entries()) {
+      await page.screenshot({ path: `${SHOTS}${STACK}-${name}-${i}.png`, fullPage: true }).catch(() => {});
+    }
+    throw e;
+  }
+}
+
+async function signIn(page, user) {
+  await page.fill('#user', user);
+  await page.click('#sign-in');
+  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Signed in'));
+  await page.waitForFunction(() => document.querySelector('#connection').textContent !== 'unknown');
+}
+
+async function clickCreate(page, name) {
+  await page.fill('#board-name', name);
+  await page.click('#create-board');
+}
+
+async function onConsentPage(page) {
+  await page.waitForURL(/\/_miro\/oauth\/authorize\?/);
+}
+
+async function backOnApp(page) {
+  await page.waitForURL((url) => url.pathname === '/' && !url.search.includes('miro_'));
+}
+
+async function status(page) {
+  return page.textContent('#status');
+}
+
+/** The connection as the API reports it for the user signed in on `page`. */
+async function connection(page) {
+  return page.evaluate(async () => {
+    const res = await fetch('/miro/connection', { headers: { Authorization: 'Bearer ' + sessionStorage.getItem('demo-token') } });
+    return res.json();
+  });
+}
+
+test('a new user clicks Create board, consents, and sees exactly one board; the second needs no consent', async (t) => {
+  let page;
+  await withScreenshots('connect', () => [page], async () => {
+    page = await openApp(t);
+    const before = await boards();
+    await signIn(page, unique('ada'));
+    assert.match(await page.textContent('#connection'), /not connected/);
+
+    // Every response of the redirect chain: no caching, no Referer, nothing from elsewhere.
+    const chain = [];
+    const foreign = [];
+    page.on('response', (r) => { if (r.request().isNavigationRequest()) chain.push(r); });
+    page.on('request', (r) => {
+      if (r.isNavigationRequest()) return;
+      const frame = r.frame().url();
+      if (frame.startsWith('http') && new URL(r.url()).origin !== new URL(frame).origin) foreign.push(r.url());
+    });
+
+    await clickCreate(page, 'Launch plan');
+    await onConsentPage(page);
+    assert.match(await page.textContent('h1'), /authorize/i);
+    await page.click('#allow');
+    await backOnApp(page);
+    await page.waitForSelector('a.board-link');
+    assert.equal(await page.textContent('a.board-link'), 'Launch plan');
+    assert.match(await page.getAttribute('a.board-link', 'href'), /^https:\/\/miro\.com\/app\/board\//);
+    assert.match(await page.textContent('#connection'), /^connected/);
+    assert.equal(await boards(), before + 1, 'exactly one board');
+
+    const kinds = chain.map((r) => new URL(r.url()).pathname);
+    assert.ok(kinds.includes('/_miro/oauth/authorize'), kinds.join(' '));
+    assert.ok(kinds.includes('/miro/callback'), kinds.join(' '));
+    for (const r of chain) {
+      const h = await r.allHeaders();
+      assert.equal(h['cache-control'], 'no-store', `${r.status()} ${new URL(r.url()).pathname}`);
+      assert.equal(h['referrer-policy'], 'no-referrer', `${r.status()} ${new URL(r.url()).pathname}`);
+    }
+    assert.deepEqual(foreign, [], 'no page in the chain loads from another origin');
+
+    await clickCreate(page, 'Second board');
+    await page.waitForFunction(() => document.querySelectorAll('a.board-link').length === 2);
+    assert.equal(new URL(page.url()).pathname, '/', 'no consent page the second time');
+    assert.equal(await boards(), before + 2);
+  });
+});
+
+test('Deny lands back with a readable error and no connection', async (t) => {
+  let page;
+  await withScreenshots('deny', () => [page], async () => {
+    page = await openApp(t);
+    const before = await boards();
+    await signIn(page, unique('bea'));
+    await clickCreate(page, 'Never');
+    await onConsentPage(page);
+    await page.click('#deny');
+    await backOnApp(page);
+    await page.waitForFunction(() => document.querySelector('#status').className === 'error');
+    assert.match(await status(page), /declined access/);
+    await page.waitForFunction(() => document.querySelector('#connection').textContent === 'not connected');
+    assert.equal((await connection(page)).connected, false);
+    assert.equal(await boards(), before);
+  });
+});
+
+test('disconnect, then create asks for consent again', async (t) => {
+  let page;
+  await withScreenshots('disconnect', () => [page], async () => {
+    page = await openApp(t);
+    await signIn(page, unique('cy'));
+    await clickCreate(page, 'Before');
+    await onConsentPage(page);
+    await page.click('#allow');
+    await backOnApp(page);
+    await page.waitForSelector('a.board-link');
+
+    await page.click('#disconnect');
+    await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Disconnected'));
+    assert.equal((await connection(page)).connected, false);
+    await clickCreate(page, 'After');
+    await onConsentPage(page);
+  });
+});
+
+test('an authorize link opened by another signed-in user connects neither', async (t) => {
+  let victim;
+  let attacker;
+  await withScreenshots('cross-user', () => [victim, attacker].filter(Boolean), async () => {
+    victim = await openApp(t);
+    await signIn(victim, unique('dee'));
+    await victim.click('#connect');
+    await onConsentPage(victim);
+    const link = victim.url();
+
+    attacker = await openApp(t);
+    await signIn(attacker, unique('eve'));
+    await attacker.goto(link);
+    await attacker.click('#allow');
+    await backOnApp(attacker);
+    await attacker.waitForFunction(() => document.querySelector('#status').className === 'error');
+    assert.match(await status(attacker), /started by another user/);
+
+    assert.equal((await connection(attacker)).connected, false);
+    await victim.goto(`${BASE}/`);
+    await victim.waitForFunction(() => document.querySelector('#connection').textContent !== 'unknown');
+    assert.equal((await connection(victim)).connected, false);
+  });
+});
