@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use lambda_http::{Body, RequestExt};
 use miro_connect::identity::{authorizer_context, AppUser};
+use miro_connect::routes::ROUTES;
 use miro_connect::secret::Secret;
 use miro_connect::Service;
 use serde::{Deserialize, Serialize};
@@ -50,36 +51,6 @@ pub struct Gateway {
     jwt_key: Secret,
 }
 
-/// Every API route as the template declares it: path, the function behind
-/// it, and whether the JWT authorizer guards it.
-const ROUTES: [(&str, Route, bool); 5] = [
-    ("/miro/authorizations", Route::AuthStart, true),
-    ("/miro/callback", Route::AuthCallback, false),
-    ("/miro/authorizations/complete", Route::AuthCallback, true),
-    ("/boards", Route::CreateBoard, true),
-    ("/miro/connection", Route::Connection, true),
-];
-
-#[derive(Clone, Copy)]
-enum Route {
-    AuthStart,
-    AuthCallback,
-    CreateBoard,
-    Connection,
-}
-
-impl Route {
-    /// The function's binary, as the template and cargo lambda name it.
-    fn function(self) -> &'static str {
-        match self {
-            Route::AuthStart => "auth-start",
-            Route::AuthCallback => "auth-callback",
-            Route::CreateBoard => "create-board",
-            Route::Connection => "connection",
-        }
-    }
-}
-
 impl Gateway {
     pub fn new(backend: Backend) -> Self {
         Self {
@@ -101,8 +72,11 @@ impl Gateway {
                 get(|| async { page("text/css; charset=utf-8", DEMO_STYLE) }),
             )
             .route("/demo/sign-in", post(sign_in));
-        for (path, function, needs_jwt) in ROUTES {
-            router = router.route(path, any(move |s, r| forward(s, r, function, needs_jwt)));
+        let mut paths: Vec<&'static str> = ROUTES.iter().map(|r| r.path).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        for path in paths {
+            router = router.route(path, any(forward));
         }
         router
             .fallback(|| async {
@@ -153,9 +127,16 @@ fn gateway_error(status: StatusCode, code: &str, message: &str) -> Response {
         Json(serde_json::json!({ "error": code, "message": message })),
     )
         .into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
@@ -210,13 +191,31 @@ async fn sign_in(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Res
     }
 }
 
-async fn forward(
-    State(gw): State<Arc<Gateway>>,
-    request: Request,
-    route: Route,
-    needs_jwt: bool,
-) -> Response {
-    let sub = if needs_jwt {
+async fn forward(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
+    // As API Gateway: one route per method and path; its authorizer runs first.
+    let route = ROUTES
+        .iter()
+        .find(|r| r.path == request.uri().path() && r.method == request.method().as_str());
+    let Some(route) = route else {
+        let allowed: Vec<&str> = ROUTES
+            .iter()
+            .filter(|r| r.path == request.uri().path())
+            .map(|r| r.method)
+            .collect();
+        if allowed.is_empty() {
+            return gateway_error(StatusCode::NOT_FOUND, "not_found", "no such route");
+        }
+        let mut response = gateway_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this path does not take that method",
+        );
+        if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        return response;
+    };
+    let sub = if route.authorized {
         match gw.verify(request.headers()) {
             Some(sub) => Some(sub),
             // API Gateway's own answer to a missing or bad JWT.
@@ -240,10 +239,12 @@ async fn forward(
         );
     };
     match &gw.backend {
-        Backend::InProcess(service) => in_process(service, route, parts, bytes.to_vec(), sub).await,
+        Backend::InProcess(service) => {
+            in_process(service, route.function, parts, bytes.to_vec(), sub).await
+        }
         Backend::Lambda { http, invoke_base } => {
             let event = api_gateway_event(&parts, &bytes, sub.as_deref());
-            match invoke(http, invoke_base, route.function(), &event).await {
+            match invoke(http, invoke_base, route.function, &event).await {
                 Some(response) => response,
                 None => gateway_error(
                     StatusCode::BAD_GATEWAY,
@@ -257,7 +258,7 @@ async fn forward(
 
 async fn in_process(
     service: &Service,
-    route: Route,
+    function: &str,
     parts: axum::http::request::Parts,
     bytes: Vec<u8>,
     sub: Option<String>,
@@ -271,11 +272,12 @@ async fn in_process(
     if let Some(sub) = sub {
         lambda_request = lambda_request.with_request_context(authorizer_context(&sub));
     }
-    let outcome = match route {
-        Route::AuthStart => auth_start::handle(service, lambda_request).await,
-        Route::AuthCallback => auth_callback::handle(service, lambda_request).await,
-        Route::CreateBoard => create_board::handle(service, lambda_request).await,
-        Route::Connection => connection::handle(service, lambda_request).await,
+    let outcome = match function {
+        "auth-start" => auth_start::handle(service, lambda_request).await,
+        "auth-callback" => auth_callback::handle(service, lambda_request).await,
+        "create-board" => create_board::handle(service, lambda_request).await,
+        "connection" => connection::handle(service, lambda_request).await,
+        _ => return gateway_error(StatusCode::NOT_FOUND, "not_found", "no such function"),
     };
     match outcome {
         Ok(response) => {

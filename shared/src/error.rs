@@ -86,6 +86,7 @@ impl Error {
         }
     }
 
+    #[cfg_attr(feature = "mutant", allow(unreachable_patterns))]
     pub fn status(&self) -> u16 {
         match self {
             Error::Unauthenticated | Error::AuthorizationRequired { .. } => 401,
@@ -100,6 +101,10 @@ impl Error {
             | Error::InvalidParameter(_)
             | Error::ReturnToNotAllowed
             | Error::InvalidCompletion => 400,
+            // The one rule the `mutant` feature flips, so that the fuzzers and
+            // schemathesis can show that they catch a handler that breaks it.
+            #[cfg(feature = "mutant")]
+            Error::InvalidBoard(_) => 500,
             Error::InvalidBody(_)
             | Error::InvalidBoard(_)
             | Error::MiroRejected { .. }

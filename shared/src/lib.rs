@@ -16,6 +16,7 @@ pub mod identity;
 pub mod logging;
 pub mod miro;
 pub mod oauth;
+pub mod routes;
 pub mod seal;
 pub mod secret;
 pub mod service;

@@ -151,20 +151,29 @@ impl MiroApi {
         if response.status() != StatusCode::CREATED && response.status() != StatusCode::OK {
             return Err(failure(response).await);
         }
-        let board: BoardWithLinks = response.json().await.map_err(|e| MiroError::Unavailable {
+        // A lost body after a 201 is as ambiguous as a lost answer.
+        let body = response.bytes().await.map_err(transport)?;
+        parse_board(&body).ok_or_else(|| MiroError::Unavailable {
             may_have_taken_effect: true,
-            detail: format!("unreadable board response: {e}"),
-        })?;
-        Ok(Board {
-            id: board.id,
-            name: board.name,
-            view_link: board.view_link,
-            team: board
-                .team
-                .and_then(|t| t.id.map(|id| TeamRef { id, name: t.name })),
-            created_at: board.created_at,
+            detail: "unreadable board response".into(),
         })
     }
+}
+
+/// Miro's 201 body (`BoardWithLinks`) as this API's [`Board`]; `None` if it is not one.
+pub fn parse_board(body: &[u8]) -> Option<Board> {
+    let board: BoardWithLinks = serde_json::from_slice(body)
+        .ok()
+        .filter(|b: &BoardWithLinks| !b.id.is_empty())?;
+    Some(Board {
+        id: board.id,
+        name: board.name,
+        view_link: board.view_link,
+        team: board
+            .team
+            .and_then(|t| t.id.map(|id| TeamRef { id, name: t.name })),
+        created_at: board.created_at,
+    })
 }
 
 pub(crate) fn transport(e: reqwest::Error) -> MiroError {

@@ -44,6 +44,11 @@ harness_install() {
     harness_log "installing npm packages"
     (cd "$HARNESS_DIR" && npm install --no-audit --no-fund --loglevel=error)
   fi
+  if [ ! -x "$ROOT_DIR/.venv-schemathesis/bin/schemathesis" ]; then
+    harness_log "installing schemathesis"
+    python3 -m venv "$ROOT_DIR/.venv-schemathesis"
+    "$ROOT_DIR/.venv-schemathesis/bin/pip" install -q --disable-pip-version-check 'schemathesis==4.32.5'
+  fi
   if [ ! -x "$VENV/bin/moto_server" ]; then
     harness_log "installing moto's server"
     python3 -m venv "$VENV"
