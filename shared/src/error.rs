@@ -52,6 +52,31 @@ pub enum Error {
     Internal(String),
 }
 
+/// Every `error` code the API answers with (`openapi.yaml` lists the same).
+pub const CODES: [&str; 21] = [
+    "unauthenticated",
+    "method_not_allowed",
+    "not_found",
+    "unsupported_media_type",
+    "payload_too_large",
+    "malformed_json",
+    "invalid_body",
+    "invalid_board",
+    "invalid_parameter",
+    "return_to_not_allowed",
+    "invalid_completion",
+    "completion_forbidden",
+    "miro_authorization_required",
+    "miro_rejected",
+    "miro_rate_limited",
+    "miro_unavailable",
+    "miro_outcome_unknown",
+    "idempotency_key_reused",
+    "idempotency_in_progress",
+    "storage_unavailable",
+    "internal_error",
+];
+
 impl Error {
     /// Certain that no board was made: a retry (even under the same
     /// idempotency key) may go ahead.
@@ -126,6 +151,61 @@ impl Error {
             } => Some(*retry_after_seconds),
             Error::Storage(_) | Error::IdempotencyInProgress => Some(1),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_a_listed_code_and_a_status() {
+        let all = [
+            Error::Unauthenticated,
+            Error::MethodNotAllowed,
+            Error::NotFound,
+            Error::UnsupportedMediaType,
+            Error::PayloadTooLarge(1),
+            Error::MalformedJson,
+            Error::InvalidBody(String::new()),
+            Error::InvalidBoard(String::new()),
+            Error::InvalidParameter("x"),
+            Error::ReturnToNotAllowed,
+            Error::InvalidCompletion,
+            Error::CompletionForbidden,
+            Error::AuthorizationRequired {
+                authorize_url: String::new(),
+                expires_at: String::new(),
+            },
+            Error::MiroRejected {
+                status: 400,
+                message: String::new(),
+            },
+            Error::MiroRateLimited {
+                retry_after_seconds: 1,
+            },
+            Error::MiroUnavailable {
+                retry_after_seconds: 1,
+            },
+            Error::MiroOutcomeUnknown,
+            Error::IdempotencyKeyReused,
+            Error::IdempotencyInProgress,
+            Error::Storage(StoreError::Conflict),
+            Error::Internal(String::new()),
+        ];
+        let codes: Vec<&str> = all.iter().map(Error::code).collect();
+        assert_eq!(codes, CODES.to_vec());
+        // Only faults of Miro or of this service are 5xx; everything else is the caller's to fix.
+        for e in &all {
+            let server_side = matches!(
+                e,
+                Error::MiroUnavailable { .. }
+                    | Error::MiroOutcomeUnknown
+                    | Error::Storage(_)
+                    | Error::Internal(_)
+            );
+            assert_eq!(e.status() >= 500, server_side, "{e:?}");
         }
     }
 }

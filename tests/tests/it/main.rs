@@ -4,6 +4,7 @@
 mod bad_input;
 mod events;
 mod flows;
+mod security_doc;
 mod store_contract;
 mod support;
 mod template;

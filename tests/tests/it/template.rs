@@ -124,3 +124,71 @@ fn only_functions_that_use_the_secret_may_read_it() {
         );
     }
 }
+
+fn openapi() -> Yaml {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml");
+    let text = std::fs::read_to_string(path).expect("openapi.yaml");
+    YamlLoader::load_from_str(&text)
+        .expect("valid YAML")
+        .remove(0)
+}
+
+/// (method, path, guarded by the JWT authorizer)
+type RouteSet = BTreeSet<(String, String, bool)>;
+
+#[test]
+fn the_spec_the_template_and_the_local_server_serve_the_same_routes() {
+    let code: RouteSet = miro_connect::routes::ROUTES
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string(), r.authorized))
+        .collect();
+
+    let spec = openapi();
+    let mut in_spec = RouteSet::new();
+    for (path, item) in spec["paths"].as_hash().expect("paths") {
+        for (method, op) in item.as_hash().expect("operations") {
+            let open = op["security"].as_vec().is_some_and(|s| s.is_empty());
+            in_spec.insert((
+                method.as_str().expect("method").to_uppercase(),
+                path.as_str().expect("path").to_string(),
+                !open,
+            ));
+        }
+    }
+
+    let t = template();
+    let mut in_template = RouteSet::new();
+    for (_, resource) in t["Resources"].as_hash().expect("resources") {
+        if resource["Type"].as_str() != Some("AWS::ApiGatewayV2::Route") {
+            continue;
+        }
+        let key = resource["Properties"]["RouteKey"]
+            .as_str()
+            .expect("route key");
+        let (method, path) = key.split_once(' ').expect("METHOD /path");
+        let jwt = resource["Properties"]["AuthorizationType"].as_str() == Some("JWT");
+        in_template.insert((method.to_string(), path.to_string(), jwt));
+    }
+
+    assert_eq!(in_spec, code, "openapi.yaml and the local server's routes");
+    assert_eq!(
+        in_template, code,
+        "the template's routes and the local server's"
+    );
+}
+
+#[test]
+fn the_spec_lists_every_error_code() {
+    let spec = openapi();
+    let listed: BTreeSet<String> = spec["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_vec()
+        .expect("ErrorCode enum")
+        .iter()
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .collect();
+    let codes: BTreeSet<String> = miro_connect::error::CODES
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(listed, codes);
+}
