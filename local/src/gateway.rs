@@ -9,6 +9,7 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use lambda_http::{Body, RequestExt};
+use miro_connect::http::add_security_headers;
 use miro_connect::identity::{authorizer_context, AppUser};
 use miro_connect::routes::ROUTES;
 use miro_connect::secret::Secret;
@@ -127,28 +128,15 @@ fn gateway_error(status: StatusCode, code: &str, message: &str) -> Response {
         Json(serde_json::json!({ "error": code, "message": message })),
     )
         .into_response();
-    let h = response.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    add_security_headers(response.headers_mut());
     response
 }
 
 fn page(content_type: &'static str, body: &'static str) -> Response {
     let mut response = body.into_response();
     let h = response.headers_mut();
+    add_security_headers(h);
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'"),

@@ -12,8 +12,7 @@ use serde_json::json;
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Every response: nothing cached, no `Referer` carrying a code or a state onward.
-fn secure(mut response: Response<Body>) -> Response<Body> {
-    let h = response.headers_mut();
+pub fn add_security_headers(h: &mut lambda_http::http::HeaderMap) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::REFERRER_POLICY,
@@ -23,6 +22,10 @@ fn secure(mut response: Response<Body>) -> Response<Body> {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+}
+
+fn secure(mut response: Response<Body>) -> Response<Body> {
+    add_security_headers(response.headers_mut());
     response
 }
 

@@ -37,6 +37,9 @@ pub struct EmulatorConfig {
     /// Board creations allowed per fixed window of `.1` seconds (Miro counts
     /// credits per minute; a board is a Level 3 call). `None`: unlimited.
     pub board_rate_limit: Option<(u32, i64)>,
+    /// Take token-endpoint parameters from the query string, as real Miro
+    /// does. Off by default: this project's client must never send them there.
+    pub accept_query_parameters: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -50,6 +53,7 @@ impl Default for EmulatorConfig {
             team_id_as_number: false,
             scopes: vec!["boards:write".into(), "boards:read".into()],
             board_rate_limit: None,
+            accept_query_parameters: false,
         }
     }
 }
@@ -457,30 +461,37 @@ fn token_grant(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
-    // Real Miro would take these from the query too; this client must never
-    // put a secret in a URL, so the emulator refuses it outright.
-    if query_map(&raw)
-        .keys()
-        .any(|k| k == "client_secret" || k == "code" || k == "refresh_token")
-    {
-        return miro_error(
-            StatusCode::BAD_REQUEST,
-            "oauthError",
-            "Secrets must not be sent in the URL.",
-        );
+    let query = query_map(&raw);
+    let mut form: HashMap<String, String> =
+        url::form_urlencoded::parse(body).into_owned().collect();
+    if shared.config.accept_query_parameters {
+        // As real Miro does (and as Miro's own Node client sends them).
+        form.extend(query);
+    } else {
+        // Real Miro would take these from the query too; this client must never
+        // put a secret in a URL, so the emulator refuses it outright.
+        if query
+            .keys()
+            .any(|k| k == "client_secret" || k == "code" || k == "refresh_token")
+        {
+            return miro_error(
+                StatusCode::BAD_REQUEST,
+                "oauthError",
+                "Secrets must not be sent in the URL.",
+            );
+        }
+        let is_form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if !is_form {
+            return miro_error(
+                StatusCode::BAD_REQUEST,
+                "oauthError",
+                "Unsupported content type.",
+            );
+        }
     }
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
-        return miro_error(
-            StatusCode::BAD_REQUEST,
-            "oauthError",
-            "Unsupported content type.",
-        );
-    }
-    let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
     let config = &shared.config;
     if form.get("client_id") != Some(&config.client_id)
         || form.get("client_secret") != Some(&config.client_secret)
