@@ -774,7 +774,8 @@ fn sizes(
         out,
         "| function | build | stripped (MB) | zipped (MB) |\n|---|---|---|---|"
     )?;
-    let mut largest_zip = 0.0f64;
+    // The goal is about what is deployed: the arm64 builds, where they exist.
+    let (mut largest_deployed, mut largest_host) = (0.0f64, 0.0f64);
     for name in [
         "auth-start",
         "auth-callback",
@@ -795,13 +796,27 @@ fn sizes(
             let size = std::fs::metadata(&path)?.len() as f64 / 1e6;
             let zipped = zipped_size(&path)? as f64 / 1e6;
             writeln!(out, "| {name} | {build} | {size:.2} | {zipped:.2} |")?;
-            largest_zip = largest_zip.max(zipped);
+            if build == "host" {
+                largest_host = largest_host.max(zipped);
+            } else {
+                largest_deployed = largest_deployed.max(zipped);
+            }
         }
     }
+    let (largest, which) = if largest_deployed > 0.0 {
+        (largest_deployed, "arm64, as deployed")
+    } else {
+        (largest_host, "host")
+    };
+    let over = if largest >= 5.0 {
+        format!(" (over by {:.2} MB)", largest - 5.0)
+    } else {
+        String::new()
+    };
     goals.push((
         "every zipped function under 5 MB".into(),
-        largest_zip < 5.0,
-        format!("largest: {largest_zip:.2} MB"),
+        largest < 5.0,
+        format!("largest ({which}): {largest:.2} MB{over}"),
     ));
     Ok(())
 }
