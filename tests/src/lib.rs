@@ -275,6 +275,30 @@ impl Emulator {
         }
     }
 
+    /// The settings a deployment of miro-connect needs to talk to this emulator.
+    pub fn deployment_settings(
+        &self,
+        table: &str,
+        redirect_uri: &str,
+        app_origin: &str,
+        return_to: &str,
+    ) -> HashMap<String, String> {
+        let c = &self.shared.config;
+        [
+            ("MIRO_CLIENT_ID", c.client_id.as_str()),
+            ("MIRO_CLIENT_SECRET", c.client_secret.as_str()),
+            ("MIRO_REDIRECT_URI", redirect_uri),
+            ("MIRO_AUTH_BASE_URL", self.base_url.as_str()),
+            ("MIRO_API_BASE_URL", self.base_url.as_str()),
+            ("TABLE_NAME", table),
+            ("ALLOWED_RETURN_ORIGINS", app_origin),
+            ("DEFAULT_RETURN_TO", return_to),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
     /// Every code and token it ever issued.
     pub fn issued_secrets(&self) -> Vec<String> {
         self.shared.world().issued.clone()
@@ -354,11 +378,14 @@ async fn authorize_page(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQue
         team = TEAM_NAME,
         scopes = html_escape(&shared.config.scopes.join(", ")),
     );
-    let mut response = Html(page).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response.headers_mut().insert(
+    no_store(Html(page).into_response())
+}
+
+/// The authorize step's answers: not cached, and no `Referer` onward.
+fn no_store(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
@@ -408,14 +435,7 @@ async fn authorize_decision(
             }
         }
     }
-    let mut response = Redirect::to(target.as_str()).into_response();
-    let h = response.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    response
+    no_store(Redirect::to(target.as_str()).into_response())
 }
 
 async fn token(

@@ -100,20 +100,7 @@ pub fn emulator_config() -> EmulatorConfig {
 }
 
 pub fn settings(emulator: &Emulator, table: &str) -> HashMap<String, String> {
-    let c = emulator.config();
-    [
-        ("MIRO_CLIENT_ID", c.client_id.as_str()),
-        ("MIRO_CLIENT_SECRET", c.client_secret.as_str()),
-        ("MIRO_REDIRECT_URI", REDIRECT_URI),
-        ("MIRO_AUTH_BASE_URL", emulator.base_url()),
-        ("MIRO_API_BASE_URL", emulator.base_url()),
-        ("TABLE_NAME", table),
-        ("ALLOWED_RETURN_ORIGINS", APP_ORIGIN),
-        ("DEFAULT_RETURN_TO", RETURN_TO),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    emulator.deployment_settings(table, REDIRECT_URI, APP_ORIGIN, RETURN_TO)
 }
 
 pub fn service_with(
