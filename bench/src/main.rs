@@ -286,7 +286,9 @@ async fn connect(service: &Service, user: &str) -> Result<(), Failure> {
     };
     let completion = query_param(back.query().unwrap_or_default(), "miro_authorization")
         .ok_or("no completion")?;
-    service.complete_authorization(&user, &completion).await?;
+    service
+        .complete_authorization(&user, &completion, Some(&started.flow_secret))
+        .await?;
     Ok(())
 }
 
@@ -865,7 +867,8 @@ async fn calls_per_flow(
     rows.push(("callback", (d, 2), (m, 0)));
     let completion = query_param(back.query().unwrap_or_default(), "miro_authorization")
         .ok_or("no completion")?;
-    svc.complete_authorization(&user, &completion).await?;
+    svc.complete_authorization(&user, &completion, Some(&started.flow_secret))
+        .await?;
     let (d, m) = measure(&ddb, &miro);
     rows.push(("complete (no intent)", (d, 2), (m, 1)));
     svc.create_board(&user, None, BoardRequest::default(), Deadline::none())

@@ -15,6 +15,7 @@ use miro_connect::routes::ROUTES;
 use miro_connect::secret::Secret;
 use miro_connect::Service;
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,6 +24,8 @@ const AUDIENCE: &str = "miro-connect-demo";
 const DEMO_PAGE: &str = include_str!("demo.html");
 const DEMO_SCRIPT: &str = include_str!("demo.js");
 const DEMO_STYLE: &str = include_str!("demo.css");
+/// The browser client an app copies (`web/`), as the demo page imports it.
+const CLIENT_MODULE: &str = include_str!("../../web/miro-connect.js");
 /// Bigger than any valid body, so that the handlers see (and refuse) oversized ones.
 const MAX_FORWARDED_BODY: usize = 1024 * 1024;
 
@@ -71,6 +74,10 @@ impl Gateway {
             .route(
                 "/demo.css",
                 get(|| async { page("text/css; charset=utf-8", DEMO_STYLE) }),
+            )
+            .route(
+                "/web/miro-connect.js",
+                get(|| async { page("text/javascript; charset=utf-8", CLIENT_MODULE) }),
             )
             .route("/demo/sign-in", post(sign_in));
         let mut paths: Vec<&'static str> = ROUTES.iter().map(|r| r.path).collect();
@@ -122,6 +129,87 @@ impl Gateway {
     }
 }
 
+/// The `Host` values this server answers to: its own address only. A page on
+/// any other name (DNS rebinding: `evil.example` made to resolve to
+/// 127.0.0.1) reaches the socket, but not the handlers, the emulator or the
+/// demo sign-in.
+#[derive(Clone, Debug)]
+pub struct AllowedHosts(Arc<Vec<String>>);
+
+impl AllowedHosts {
+    /// The bound address; `localhost:PORT` (and the loopback addresses) when
+    /// it is a loopback or wildcard bind; and the authority of `public_url`
+    /// (with and without its scheme's default port).
+    pub fn new(bound: SocketAddr, public_url: &str) -> Result<Self, String> {
+        let port = bound.port();
+        let mut hosts = vec![bound.to_string()];
+        if bound.ip().is_loopback() || bound.ip().is_unspecified() {
+            hosts.push(format!("localhost:{port}"));
+        }
+        if bound.ip().is_unspecified() {
+            hosts.push(format!("127.0.0.1:{port}"));
+            hosts.push(format!("[::1]:{port}"));
+        }
+        let uri: http::Uri = public_url
+            .parse()
+            .map_err(|_| format!("PUBLIC_URL is not a URL: {public_url}"))?;
+        let default_port = match uri.scheme_str() {
+            Some("http") => 80,
+            Some("https") => 443,
+            _ => return Err(format!("PUBLIC_URL must be an http(s) URL: {public_url}")),
+        };
+        let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
+            return Err(format!("PUBLIC_URL has no host: {public_url}"));
+        };
+        match uri.port_u16() {
+            Some(p) if p != default_port => hosts.push(format!("{host}:{p}")),
+            _ => {
+                hosts.push(host.to_string());
+                hosts.push(format!("{host}:{default_port}"));
+            }
+        }
+        for h in &mut hosts {
+            h.make_ascii_lowercase();
+        }
+        hosts.sort_unstable();
+        hosts.dedup();
+        Ok(Self(Arc::new(hosts)))
+    }
+
+    pub fn allows(&self, host: &str) -> bool {
+        self.0.iter().any(|h| h.eq_ignore_ascii_case(host))
+    }
+
+    pub fn list(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// Puts the `Host` check in front of everything `router` serves.
+pub fn only_for(router: Router, hosts: AllowedHosts) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(hosts, check_host))
+}
+
+async fn check_host(
+    State(hosts): State<AllowedHosts>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = match request.headers().get(header::HOST) {
+        Some(value) => value.to_str().ok(),
+        // HTTP/2 carries it in the request target instead.
+        None => request.uri().authority().map(|a| a.as_str()),
+    };
+    if host.is_some_and(|h| hosts.allows(h)) {
+        return next.run(request).await;
+    }
+    gateway_error(
+        StatusCode::MISDIRECTED_REQUEST,
+        "host_not_allowed",
+        "this server answers only to its own address (set PUBLIC_URL to the address you use)",
+    )
+}
+
 fn gateway_error(status: StatusCode, code: &str, message: &str) -> Response {
     let mut response = (
         status,
@@ -170,7 +258,13 @@ async fn sign_in(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Res
         );
     }
     match gw.issue(&user) {
-        Ok(token) => Json(serde_json::json!({ "token": token, "user": user })).into_response(),
+        Ok(token) => {
+            // A bearer token: not cached, not sniffed, no Referer onward.
+            let mut response =
+                Json(serde_json::json!({ "token": token, "user": user })).into_response();
+            add_security_headers(response.headers_mut());
+            response
+        }
         Err(_) => gateway_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
@@ -363,4 +457,63 @@ async fn invoke(
     *response.status_mut() = StatusCode::from_u16(u16::try_from(reply.status_code).ok()?).ok()?;
     *response.headers_mut() = reply.headers;
     Some(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AllowedHosts;
+
+    #[test]
+    fn a_loopback_bind_answers_to_its_address_localhost_and_the_public_url() {
+        let hosts = AllowedHosts::new(
+            "127.0.0.1:3000".parse().unwrap(),
+            "http://Demo.Example:8080",
+        )
+        .unwrap();
+        for ok in [
+            "127.0.0.1:3000",
+            "localhost:3000",
+            "LOCALHOST:3000",
+            "demo.example:8080",
+        ] {
+            assert!(hosts.allows(ok), "{ok}");
+        }
+        for refused in [
+            "evil.example",
+            "evil.example:3000",
+            "127.0.0.1",
+            "127.0.0.1:3001",
+            "localhost",
+            "[::1]:3000",
+            "demo.example",
+            "",
+        ] {
+            assert!(!hosts.allows(refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_public_url_on_its_default_port_is_allowed_with_and_without_it() {
+        let hosts =
+            AllowedHosts::new("0.0.0.0:3000".parse().unwrap(), "https://demo.example/").unwrap();
+        for ok in [
+            "demo.example",
+            "demo.example:443",
+            "127.0.0.1:3000",
+            "localhost:3000",
+            "0.0.0.0:3000",
+        ] {
+            assert!(hosts.allows(ok), "{ok}");
+        }
+        assert!(!hosts.allows("demo.example:80"));
+        assert!(!hosts.allows("other.example"));
+    }
+
+    #[test]
+    fn a_public_url_that_is_not_http_is_refused() {
+        let bound = "127.0.0.1:3000".parse().unwrap();
+        assert!(AllowedHosts::new(bound, "ftp://x.example").is_err());
+        assert!(AllowedHosts::new(bound, "not a url").is_err());
+        assert!(AllowedHosts::new(bound, "/relative").is_err());
+    }
 }

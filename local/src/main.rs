@@ -7,10 +7,14 @@
 //! handler the request with the authorizer's claims, exactly as AWS does.
 //! The Lambda binaries themselves never trust an identity they did not get
 //! from that context.
+//!
+//! Because its demo sign-in issues a valid JWT for any name, it listens on
+//! loopback only (unless `MIRO_CONNECT_LOCAL_ALLOW_REMOTE=1`), and answers
+//! only requests addressed to its own name (no DNS rebinding).
 
 mod gateway;
 
-use gateway::{Backend, Gateway};
+use gateway::{AllowedHosts, Backend, Gateway};
 use miro_connect::clock::SystemClock;
 use miro_connect::config::Config;
 use miro_connect::seal::Sealer;
@@ -20,6 +24,7 @@ use miro_connect::store::Store;
 use miro_connect::Service;
 use miro_emulator::{Emulator, EmulatorConfig};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
@@ -29,10 +34,24 @@ async fn main() -> Result<(), Failure> {
     miro_connect::logging::init();
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let addr = env("MIRO_CONNECT_LOCAL_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let allow_remote = env("MIRO_CONNECT_LOCAL_ALLOW_REMOTE").as_deref() == Some("1");
+    let listener = match listen(&addr, allow_remote).await {
+        Ok(listener) => listener,
+        Err(message) => {
+            eprintln!("miro-connect-local: {message}");
+            std::process::exit(2);
+        }
+    };
     let local = listener.local_addr()?;
     let public = env("PUBLIC_URL").unwrap_or_else(|| format!("http://{local}"));
     let public = public.trim_end_matches('/').to_string();
+    let hosts = match AllowedHosts::new(local, &public) {
+        Ok(hosts) => hosts,
+        Err(message) => {
+            eprintln!("miro-connect-local: {message}");
+            std::process::exit(2);
+        }
+    };
 
     // Embedded defaults, each overridden by the same setting in the environment.
     let mut settings: HashMap<String, String> = HashMap::new();
@@ -86,8 +105,13 @@ async fn main() -> Result<(), Failure> {
     if let Some((_, emulator_routes)) = emulator {
         router = router.nest("/_miro", emulator_routes);
     }
+    let router = gateway::only_for(router, hosts.clone());
 
     println!("miro-connect local server ({describe})");
+    println!(
+        "Listening on {local}; answering to Host: {}",
+        hosts.list().join(", ")
+    );
     println!("Open {public}/ and press Ctrl-C to stop.");
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
@@ -96,6 +120,49 @@ async fn main() -> Result<(), Failure> {
         })
         .await?;
     Ok(())
+}
+
+/// Binds `addr`, on loopback only unless `allow_remote`: the demo sign-in
+/// hands out a valid JWT for any name to whoever can reach it.
+async fn listen(addr: &str, allow_remote: bool) -> Result<tokio::net::TcpListener, String> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| format!("MIRO_CONNECT_LOCAL_ADDR={addr} is not an address: {e}"))?
+        .collect();
+    let remote = |a: &SocketAddr| !a.ip().is_loopback();
+    if addrs.is_empty() {
+        return Err(format!(
+            "MIRO_CONNECT_LOCAL_ADDR={addr} resolves to nothing"
+        ));
+    }
+    if !allow_remote && addrs.iter().any(remote) {
+        return Err(format!(
+            "refusing to listen on {addr}: it is not a loopback address, and this demo server \
+             issues a valid JWT for any user name to anyone who can reach it. Use 127.0.0.1 or \
+             localhost, or set MIRO_CONNECT_LOCAL_ALLOW_REMOTE=1 if you really mean it."
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind(&addrs[..])
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    if remote(&local) {
+        if !allow_remote {
+            return Err(format!(
+                "refusing to listen on {local}: not a loopback address"
+            ));
+        }
+        eprintln!(
+            "WARNING: miro-connect-local is listening on {local}, reachable from other machines \
+             (MIRO_CONNECT_LOCAL_ALLOW_REMOTE=1). Its demo sign-in (POST /demo/sign-in) issues a \
+             valid JWT for ANY user name to anyone who can reach it: anyone on this network can act \
+             as any demo user, use their Miro connection and create boards with it. Run it like \
+             this only on a network you trust, and set PUBLIC_URL to the address you open."
+        );
+    }
+    Ok(listener)
 }
 
 /// The in-memory store by default; DynamoDB once `TABLE_NAME` is set.

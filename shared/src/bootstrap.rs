@@ -5,7 +5,7 @@
 //! every function exactly its own environment (checked by a test).
 
 use crate::clock::SystemClock;
-use crate::config::{Config, ConfigError};
+use crate::config::{AwsLimits, Config, ConfigError};
 use crate::seal::{SealError, Sealer};
 use crate::service::Service;
 use crate::store::dynamo::DynamoStore;
@@ -22,12 +22,16 @@ pub const REQUIRED: [&str; 5] = [
     "DEFAULT_RETURN_TO",
 ];
 /// Read by every function, with defaults (the real Miro, the documented limits).
-pub const OPTIONAL: [&str; 6] = [
+pub const OPTIONAL: [&str; 10] = [
     "MIRO_AUTH_BASE_URL",
     "MIRO_API_BASE_URL",
     "AUTHORIZATION_TTL_SECONDS",
     "REFRESH_MARGIN_SECONDS",
     "MIRO_TIMEOUT_MS",
+    "AWS_ATTEMPT_TIMEOUT_MS",
+    "AWS_OPERATION_TIMEOUT_MS",
+    "AWS_MAX_ATTEMPTS",
+    "REQUEST_TIMEOUT_MS",
     "RUST_LOG",
 ];
 /// Where the secrets are (production), …
@@ -110,7 +114,11 @@ async fn secret_settings(
         .send()
         .await
         .map_err(|e| {
-            tracing::error!(error = %aws_sdk_secretsmanager::error::DisplayErrorContext(&e), "GetSecretValue failed");
+            // The one line an operator needs when a cold start fails here.
+            tracing::error!(
+                error = %aws_sdk_secretsmanager::error::DisplayErrorContext(&e),
+                "cold start failed: the secret could not be read from Secrets Manager"
+            );
             fail()
         })?;
     let text = value.secret_string().ok_or_else(fail)?;
@@ -134,7 +142,18 @@ pub fn env_lookup(needs: Needs) -> impl Fn(&str) -> Option<String> {
 /// e.g. `AWS_ENDPOINT_URL_DYNAMODB`), Miro at the configured bases, secrets
 /// from Secrets Manager when `MIRO_SECRET_ARN` is set, else from the environment.
 pub async fn service_from_env(needs: Needs) -> Result<Service, BootError> {
-    service_with_aws(&aws_config::load_from_env().await, needs).await
+    service_with_aws(&aws_sdk_config(needs).await?, needs).await
+}
+
+/// The AWS configuration every client of a function is built from: the
+/// SDK's own settings (region, credentials, endpoints), bounded by
+/// [`AwsLimits`] so that no call to AWS can outlast the request.
+pub async fn aws_sdk_config(needs: Needs) -> Result<aws_config::SdkConfig, BootError> {
+    let limits = AwsLimits::from_lookup(env_lookup(needs))?;
+    Ok(limits
+        .apply(aws_config::defaults(aws_config::BehaviorVersion::latest()))
+        .load()
+        .await)
 }
 
 /// The same, on an AWS configuration the caller also uses for other clients.

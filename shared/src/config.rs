@@ -15,6 +15,94 @@ pub const DEFAULT_REFRESH_MARGIN_SECONDS: i64 = 300;
 /// Below the refresh lease (30 s), so that a live refresher never outlasts it.
 pub const DEFAULT_MIRO_TIMEOUT_MS: u64 = 10_000;
 
+/// Each attempt of an AWS call: DynamoDB answers in milliseconds, so two
+/// seconds only passes a service that is frozen or far behind.
+pub const DEFAULT_AWS_ATTEMPT_TIMEOUT_MS: u64 = 2_000;
+/// All attempts of one AWS call, backoff included: a request makes at most
+/// a handful of calls one after another, and must answer well inside its
+/// budget below.
+pub const DEFAULT_AWS_OPERATION_TIMEOUT_MS: u64 = 5_000;
+/// Attempts per AWS call (the SDK's standard retry: throttling and
+/// transient errors, jittered backoff capped at a second).
+pub const DEFAULT_AWS_MAX_ATTEMPTS: u32 = 3;
+/// The whole request: under the template's function timeout (25 s) and API
+/// Gateway's 30 s, so the caller gets a 503 with `Retry-After` rather than
+/// a function killed mid-way and a bare 5xx.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 20_000;
+
+/// Bounds on every AWS client (DynamoDB, Secrets Manager, EventBridge, SQS).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AwsLimits {
+    pub attempt_timeout_ms: u64,
+    pub operation_timeout_ms: u64,
+    pub max_attempts: u32,
+}
+
+impl AwsLimits {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            attempt_timeout_ms: ranged(
+                &get,
+                "AWS_ATTEMPT_TIMEOUT_MS",
+                DEFAULT_AWS_ATTEMPT_TIMEOUT_MS,
+                50..=30_000,
+            )?,
+            operation_timeout_ms: ranged(
+                &get,
+                "AWS_OPERATION_TIMEOUT_MS",
+                DEFAULT_AWS_OPERATION_TIMEOUT_MS,
+                50..=60_000,
+            )?,
+            max_attempts: ranged(&get, "AWS_MAX_ATTEMPTS", DEFAULT_AWS_MAX_ATTEMPTS, 1..=10)?,
+        })
+    }
+
+    /// The SDK configuration loader with these bounds applied.
+    pub fn apply(&self, loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
+        use aws_config::retry::RetryConfig;
+        use aws_config::timeout::TimeoutConfig;
+        use std::time::Duration;
+        let attempt = Duration::from_millis(self.attempt_timeout_ms);
+        loader
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(attempt)
+                    .operation_attempt_timeout(attempt)
+                    .operation_timeout(Duration::from_millis(self.operation_timeout_ms))
+                    .build(),
+            )
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(self.max_attempts)
+                    .with_initial_backoff(Duration::from_millis(50))
+                    .with_max_backoff(Duration::from_secs(1)),
+            )
+    }
+}
+
+/// A number setting within `range`, or its default when unset.
+fn ranged<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    match get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|x| range.contains(x))
+            .ok_or_else(|| ConfigError::Invalid {
+                name,
+                reason: format!("a number from {} to {}", range.start(), range.end()),
+            }),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("setting {0} is required")]
@@ -45,6 +133,9 @@ pub struct Config {
     pub refresh_margin_seconds: i64,
     /// Bound on each call to Miro (connect included).
     pub miro_timeout_ms: u64,
+    pub aws_limits: AwsLimits,
+    /// Bound on a whole request (see [`DEFAULT_REQUEST_TIMEOUT_MS`]).
+    pub request_timeout_ms: u64,
 }
 
 impl Config {
@@ -117,6 +208,13 @@ impl Config {
         Ok(Self {
             refresh_margin_seconds,
             miro_timeout_ms,
+            aws_limits: AwsLimits::from_lookup(&get)?,
+            request_timeout_ms: ranged(
+                &get,
+                "REQUEST_TIMEOUT_MS",
+                DEFAULT_REQUEST_TIMEOUT_MS,
+                100..=120_000,
+            )?,
             miro_client_id: required("MIRO_CLIENT_ID")?,
             miro_client_secret: get("MIRO_CLIENT_SECRET").map(Secret::new),
             miro_redirect_uri: url("MIRO_REDIRECT_URI", required("MIRO_REDIRECT_URI")?)?,

@@ -143,7 +143,9 @@ pub fn is_miro_id(id: &str) -> bool {
 pub struct Board {
     pub id: String,
     pub name: String,
-    pub view_link: String,
+    /// Miro's `viewLink` when it is an https URL; left out otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view_link: Option<String>,
     pub team: Option<TeamRef>,
     pub created_at: Option<String>,
 }
@@ -160,6 +162,10 @@ pub struct TeamRef {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct AuthorizationRequest {
     pub user: AppUser,
+    /// SHA-256 of the flow secret handed to the app that started the flow:
+    /// completing takes the secret itself, so a completion link opened in
+    /// another browser completes nothing.
+    pub flow_secret_hash: String,
     pub return_to: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team_id: Option<String>,
@@ -182,6 +188,8 @@ pub struct Completion {
     /// SHA-256 of the completion id.
     pub completion_hash: String,
     pub code: Secret,
+    /// The PKCE verifier that goes with the code (derived from the state).
+    pub code_verifier: Secret,
     pub request: AuthorizationRequest,
     pub expires_at: i64,
 }
@@ -210,6 +218,22 @@ pub struct Connection {
     /// Until when a refresh is under way somewhere (epoch seconds); read-only
     /// here: only [`crate::store::ConnectionStore::try_lease`] sets it.
     pub lease_until: Option<i64>,
+}
+
+/// A flow just started: where to send the browser, and the flow secret the
+/// app keeps (in the starting tab) to complete it. Never put in a URL.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlowStarted {
+    pub authorize_url: String,
+    pub expires_at: String,
+    pub flow_secret: String,
+}
+
+/// A connection's first version: random, so that versions never repeat for a
+/// key across a disconnect and a reconnect (a refresher holding a lease on
+/// the old connection can never match the new one). 52 bits: exact as JSON.
+pub fn first_version() -> u64 {
+    (rand::random::<u64>() >> 12).max(1)
 }
 
 /// A connection as the API shows it: never a token.

@@ -1,6 +1,7 @@
 //! Every way a request can fail, as one type. [`crate::http::respond`] maps it
 //! to a response in one place.
 
+use crate::domain::FlowStarted;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,11 +30,12 @@ pub enum Error {
     InvalidCompletion,
     #[error("this completion belongs to another user; it has been destroyed")]
     CompletionForbidden,
+    /// The flow that asks for it, where one was started (HTTP callers);
+    /// none for events, whose outcome must not carry a consent link.
     #[error("the user must connect Miro first")]
-    AuthorizationRequired {
-        authorize_url: String,
-        expires_at: String,
-    },
+    AuthorizationRequired(Option<Box<FlowStarted>>),
+    #[error("too many Miro authorizations are pending for this user; finish or wait for one")]
+    TooManyAuthorizations { retry_after_seconds: u64 },
     #[error("Miro refused the request ({status}): {message}")]
     MiroRejected { status: u16, message: String },
     #[error("Miro's rate limit was reached")]
@@ -48,12 +50,14 @@ pub enum Error {
     IdempotencyInProgress,
     #[error("storage is unavailable")]
     Storage(#[from] StoreError),
+    #[error("the request could not finish in time; try again")]
+    RequestTimeout,
     #[error("internal error")]
     Internal(String),
 }
 
 /// Every `error` code the API answers with (`openapi.yaml` lists the same).
-pub const CODES: [&str; 21] = [
+pub const CODES: [&str; 23] = [
     "unauthenticated",
     "method_not_allowed",
     "not_found",
@@ -67,6 +71,7 @@ pub const CODES: [&str; 21] = [
     "invalid_completion",
     "completion_forbidden",
     "miro_authorization_required",
+    "too_many_authorizations",
     "miro_rejected",
     "miro_rate_limited",
     "miro_unavailable",
@@ -74,6 +79,7 @@ pub const CODES: [&str; 21] = [
     "idempotency_key_reused",
     "idempotency_in_progress",
     "storage_unavailable",
+    "request_timeout",
     "internal_error",
 ];
 
@@ -81,7 +87,10 @@ impl Error {
     /// Certain that no board was made: a retry (even under the same
     /// idempotency key) may go ahead.
     pub fn made_nothing(&self) -> bool {
-        !matches!(self, Error::MiroOutcomeUnknown | Error::Internal(_))
+        !matches!(
+            self,
+            Error::MiroOutcomeUnknown | Error::Internal(_) | Error::RequestTimeout
+        )
     }
 
     /// The stable machine-readable code in `{"error": …}`.
@@ -99,7 +108,8 @@ impl Error {
             Error::ReturnToNotAllowed => "return_to_not_allowed",
             Error::InvalidCompletion => "invalid_completion",
             Error::CompletionForbidden => "completion_forbidden",
-            Error::AuthorizationRequired { .. } => "miro_authorization_required",
+            Error::AuthorizationRequired(_) => "miro_authorization_required",
+            Error::TooManyAuthorizations { .. } => "too_many_authorizations",
             Error::MiroRejected { .. } => "miro_rejected",
             Error::MiroRateLimited { .. } => "miro_rate_limited",
             Error::MiroUnavailable { .. } => "miro_unavailable",
@@ -107,6 +117,7 @@ impl Error {
             Error::IdempotencyKeyReused => "idempotency_key_reused",
             Error::IdempotencyInProgress => "idempotency_in_progress",
             Error::Storage(_) => "storage_unavailable",
+            Error::RequestTimeout => "request_timeout",
             Error::Internal(_) => "internal_error",
         }
     }
@@ -114,7 +125,7 @@ impl Error {
     #[cfg_attr(feature = "mutant", allow(unreachable_patterns))]
     pub fn status(&self) -> u16 {
         match self {
-            Error::Unauthenticated | Error::AuthorizationRequired { .. } => 401,
+            Error::Unauthenticated | Error::AuthorizationRequired(_) => 401,
             Error::CompletionForbidden => 403,
             Error::IdempotencyInProgress => 409,
             Error::MiroOutcomeUnknown => 502,
@@ -134,8 +145,8 @@ impl Error {
             | Error::InvalidBoard(_)
             | Error::MiroRejected { .. }
             | Error::IdempotencyKeyReused => 422,
-            Error::MiroRateLimited { .. } => 429,
-            Error::MiroUnavailable { .. } | Error::Storage(_) => 503,
+            Error::MiroRateLimited { .. } | Error::TooManyAuthorizations { .. } => 429,
+            Error::MiroUnavailable { .. } | Error::Storage(_) | Error::RequestTimeout => 503,
             Error::Internal(_) => 500,
         }
     }
@@ -148,8 +159,11 @@ impl Error {
             }
             | Error::MiroUnavailable {
                 retry_after_seconds,
+            }
+            | Error::TooManyAuthorizations {
+                retry_after_seconds,
             } => Some(*retry_after_seconds),
-            Error::Storage(_) | Error::IdempotencyInProgress => Some(1),
+            Error::Storage(_) | Error::IdempotencyInProgress | Error::RequestTimeout => Some(1),
             _ => None,
         }
     }
@@ -174,9 +188,9 @@ mod tests {
             Error::ReturnToNotAllowed,
             Error::InvalidCompletion,
             Error::CompletionForbidden,
-            Error::AuthorizationRequired {
-                authorize_url: String::new(),
-                expires_at: String::new(),
+            Error::AuthorizationRequired(None),
+            Error::TooManyAuthorizations {
+                retry_after_seconds: 1,
             },
             Error::MiroRejected {
                 status: 400,
@@ -192,6 +206,7 @@ mod tests {
             Error::IdempotencyKeyReused,
             Error::IdempotencyInProgress,
             Error::Storage(StoreError::Conflict),
+            Error::RequestTimeout,
             Error::Internal(String::new()),
         ];
         let codes: Vec<&str> = all.iter().map(Error::code).collect();
@@ -203,6 +218,7 @@ mod tests {
                 Error::MiroUnavailable { .. }
                     | Error::MiroOutcomeUnknown
                     | Error::Storage(_)
+                    | Error::RequestTimeout
                     | Error::Internal(_)
             );
             assert_eq!(e.status() >= 500, server_side, "{e:?}");

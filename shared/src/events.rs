@@ -4,7 +4,7 @@
 use crate::domain::{Board, BoardRequest};
 use crate::error::Error;
 use crate::identity::AppUser;
-use crate::service::{Deadline, Service};
+use crate::service::{Consent, Deadline, Service};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +40,8 @@ pub struct CreatedDetail {
     pub idempotency_key: String,
     pub board_id: String,
     pub name: String,
-    pub view_link: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view_link: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,8 +52,6 @@ pub struct FailedDetail {
     /// One of the API's error codes, or `invalid_event`.
     pub reason: String,
     pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authorize_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -143,7 +142,6 @@ fn failed(user: Option<&AppUser>, key: &str, reason: &str, message: String) -> D
         idempotency_key: key.to_string(),
         reason: reason.to_string(),
         message,
-        authorize_url: None,
     }))
 }
 
@@ -190,21 +188,21 @@ impl Service {
                 "user_id is not a valid user".into(),
             );
         };
+        // No flow is started for an event: an authorize URL in an outcome
+        // event would hand whoever reads the bus a consent bound to this user.
+        // The app starts one in the user's own session instead.
         match self
-            .create_board(&user, Some(&key), envelope.detail.board, deadline)
+            .create_board_as(
+                &user,
+                Some(&key),
+                envelope.detail.board,
+                deadline,
+                Consent::ReportOnly,
+            )
             .await
         {
             Ok(created) => {
                 Disposition::Settled(Outcome::Created(created_detail(&user, &key, created.board)))
-            }
-            Err(Error::AuthorizationRequired { authorize_url, .. }) => {
-                Disposition::Settled(Outcome::Failed(FailedDetail {
-                    user_id: Some(user.to_string()),
-                    idempotency_key: key,
-                    reason: "miro_authorization_required".into(),
-                    message: "the user must connect Miro first".into(),
-                    authorize_url: Some(authorize_url),
-                }))
             }
             Err(
                 e @ (Error::MiroRateLimited { .. }

@@ -53,14 +53,12 @@ pub fn no_content() -> Response<Body> {
 pub fn error(e: &Error) -> Response<Body> {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = match e {
-        Error::AuthorizationRequired {
-            authorize_url,
-            expires_at,
-        } => json!({
+        Error::AuthorizationRequired(Some(flow)) => json!({
             "error": e.code(),
             "message": e.to_string(),
-            "authorize_url": authorize_url,
-            "expires_at": expires_at,
+            "authorize_url": flow.authorize_url,
+            "expires_at": flow.expires_at,
+            "flow_secret": flow.flow_secret,
         }),
         _ => json!({ "error": e.code(), "message": e.to_string() }),
     };
@@ -108,6 +106,17 @@ Go back to the app and start again.</p></body></html>";
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
     );
+    response
+}
+
+/// The callback's answer when storage or Miro failed: the fixed page, as a
+/// 503 with `Retry-After` (a browser navigation gets a page, not JSON).
+pub fn unavailable_page(e: &Error) -> Response<Body> {
+    let mut response = error_page(StatusCode::SERVICE_UNAVAILABLE);
+    let seconds = e.retry_after().unwrap_or(1);
+    if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
     response
 }
 

@@ -26,6 +26,35 @@ pub enum MiroError {
     },
 }
 
+/// Miro's answers are outside input: no body is read past this size.
+pub const MAX_MIRO_BODY_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    #[error("the answer is larger than {MAX_MIRO_BODY_BYTES} bytes")]
+    TooLarge,
+}
+
+/// The whole body, refused as soon as it passes [`MAX_MIRO_BODY_BYTES`].
+pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_MIRO_BODY_BYTES as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_MIRO_BODY_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Miro's error body: `{status, code, message, type}`.
 #[derive(Debug, Default, Deserialize)]
 struct ErrorBody {
@@ -151,8 +180,13 @@ impl MiroApi {
         if response.status() != StatusCode::CREATED && response.status() != StatusCode::OK {
             return Err(failure(response).await);
         }
-        // A lost body after a 201 is as ambiguous as a lost answer.
-        let body = response.bytes().await.map_err(transport)?;
+        // A lost or oversized body after a 201 is as ambiguous as a lost answer.
+        let body = read_capped(response)
+            .await
+            .map_err(|_| MiroError::Unavailable {
+                may_have_taken_effect: true,
+                detail: "unreadable board response".into(),
+            })?;
         parse_board(&body).ok_or_else(|| MiroError::Unavailable {
             may_have_taken_effect: true,
             detail: "unreadable board response".into(),
@@ -168,7 +202,11 @@ pub fn parse_board(body: &[u8]) -> Option<Board> {
     Some(Board {
         id: board.id,
         name: board.name,
-        view_link: board.view_link,
+        // Handed to the app as a link: only https, never `javascript:` or the like.
+        view_link: Url::parse(&board.view_link)
+            .ok()
+            .filter(|u| u.scheme() == "https")
+            .map(String::from),
         team: board
             .team
             .and_then(|t| t.id.map(|id| TeamRef { id, name: t.name })),
@@ -222,7 +260,11 @@ pub(crate) async fn failure(response: reqwest::Response) -> MiroError {
             detail: format!("status {}", status.as_u16()),
         };
     }
-    let body: ErrorBody = response.json().await.unwrap_or_default();
+    let body: ErrorBody = read_capped(response)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     let mut message = body
         .message
         .or(body.code)

@@ -12,7 +12,8 @@ use oauth2::basic::{
 };
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
-    EndpointSet, ExtraTokenFields, RedirectUrl, RefreshToken, RequestTokenError,
+    EndpointSet, ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    RefreshToken, RequestTokenError,
     StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
 };
 use serde::{Deserialize, Deserializer, Serialize};
@@ -34,12 +35,33 @@ pub struct TokenGrant {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OAuthError {
-    /// A 4xx from the token endpoint: this code or refresh token is dead.
+    /// A 400 or 401 with Miro's JSON error body (or RFC 6749's): this code or
+    /// refresh token is dead. Nothing else is taken as a dead grant.
     #[error("Miro's token endpoint refused the grant: {0}")]
     Rejected(String),
-    /// A 5xx, a timeout or no connection: the grant may still be good.
+    /// A 429: the grant is still good; try again after this many seconds.
+    #[error("Miro's token endpoint is rate limited")]
+    RateLimited { retry_after_seconds: u64 },
+    /// Anything else (5xx, 3xx, a body that is not JSON, an empty body, a
+    /// timeout, no connection): the grant may well still be good.
     #[error("Miro's token endpoint is unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Access-token lifetimes above a day are taken as a day: Miro's last an
+/// hour, and a huge `expires_in` must neither overflow nor mean "never refresh".
+pub const MAX_ACCESS_TOKEN_SECONDS: u64 = 24 * 3600;
+
+/// The PKCE verifier of a flow, derived from its state: nothing extra to
+/// store at start (which holds no sealing key), and only the holder of the
+/// state (the browser that went through Miro) can present it. A code
+/// injected into another flow is exchanged with that flow's verifier and fails.
+pub fn pkce_verifier(state: &Secret) -> Secret {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("miro-connect pkce v1\n{}", state.expose()).as_bytes());
+    Secret::new(URL_SAFE_NO_PAD.encode(digest))
 }
 
 /// Miro's extra fields: `team_id` arrives as a string or as a JSON number.
@@ -129,20 +151,31 @@ impl MiroOAuth {
         }
     }
 
-    /// Where to send the browser. Scopes are set in Miro's app settings, not here.
+    /// Where to send the browser, with an S256 PKCE challenge for the state's
+    /// verifier. Scopes are set in Miro's app settings, not here.
     pub fn authorize_url(&self, state: &Secret, team_id: Option<&str>) -> Url {
+        let verifier = PkceCodeVerifier::new(pkce_verifier(state).expose().to_string());
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&verifier);
         let state = state.expose().to_string();
-        let mut request = self.client.authorize_url(move || CsrfToken::new(state));
+        let mut request = self
+            .client
+            .authorize_url(move || CsrfToken::new(state))
+            .set_pkce_challenge(challenge);
         if let Some(team) = team_id {
             request = request.add_extra_param("team_id", team.to_string());
         }
         request.url().0
     }
 
-    pub async fn exchange_code(&self, code: &Secret) -> Result<TokenGrant, OAuthError> {
+    pub async fn exchange_code(
+        &self,
+        code: &Secret,
+        verifier: &Secret,
+    ) -> Result<TokenGrant, OAuthError> {
         let response = self
             .client
             .exchange_code(AuthorizationCode::new(code.expose().to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_string()))
             .request_async(&self.http)
             .await;
         grant(response)
@@ -168,7 +201,9 @@ fn grant(
             refresh_token: token
                 .refresh_token()
                 .map(|t| Secret::new(t.secret().clone())),
-            expires_in: token.expires_in().map(|d| d.as_secs()),
+            expires_in: token
+                .expires_in()
+                .map(|d| d.as_secs().min(MAX_ACCESS_TOKEN_SECONDS)),
             miro_user_id: token.extra_fields().user_id.clone(),
             team_id: token.extra_fields().team_id.clone(),
             scopes: token
@@ -176,13 +211,19 @@ fn grant(
                 .map(|s| s.iter().map(|s| s.to_string()).collect())
                 .unwrap_or_default(),
         }),
+        // Only a 400/401 with a JSON error body gets this far (see `send`).
         Err(RequestTokenError::ServerResponse(e)) => Err(OAuthError::Rejected(e.to_string())),
+        Err(RequestTokenError::Request(TransportError::RateLimited(seconds))) => {
+            Err(OAuthError::RateLimited {
+                retry_after_seconds: seconds,
+            })
+        }
         Err(RequestTokenError::Request(e)) => Err(OAuthError::Unavailable(e.to_string())),
+        // A 200 that is not a token response (a proxy's page, an empty body).
         // The body is not repeated: a half-readable success could hold a token.
-        Err(RequestTokenError::Parse(_, _)) => Err(OAuthError::Rejected(
-            "unreadable token endpoint response".into(),
-        )),
-        Err(RequestTokenError::Other(e)) => Err(OAuthError::Rejected(e)),
+        Err(RequestTokenError::Parse(_, _)) | Err(RequestTokenError::Other(_)) => Err(
+            OAuthError::Unavailable("unreadable token endpoint response".into()),
+        ),
     }
 }
 
@@ -190,16 +231,22 @@ fn grant(
 pub enum TransportError {
     #[error("{0}")]
     Http(#[from] reqwest::Error),
-    #[error("server error {0}")]
-    ServerStatus(u16),
+    #[error("answered {0}, which is not a verdict on the grant")]
+    NotAVerdict(u16),
+    #[error("rate limited")]
+    RateLimited(u64),
+    #[error(transparent)]
+    Body(#[from] crate::miro::BodyError),
     #[error("{0}")]
     Build(#[from] http::Error),
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// `oauth2`'s HTTP client port over our reqwest. A 5xx is turned into a
-/// transport error so that it reads as "try again", never as a dead grant.
+/// `oauth2`'s HTTP client port over our reqwest. Only a 2xx, or a 400/401
+/// whose body is a JSON error, reaches `oauth2` as an answer; everything
+/// else is a transport error, so that it reads as "try again", never as a
+/// dead grant (`docs/miro-facts.md`, "Token endpoint").
 struct OAuthHttp(reqwest::Client);
 
 impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp {
@@ -224,16 +271,32 @@ fn send(
             .send()
             .await?;
         let status = response.status();
-        if status.is_server_error() {
-            return Err(TransportError::ServerStatus(status.as_u16()));
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(TransportError::RateLimited(crate::miro::retry_after(
+                response.headers(),
+            )));
+        }
+        let verdict = matches!(status.as_u16(), 400 | 401);
+        if !status.is_success() && !verdict {
+            return Err(TransportError::NotAVerdict(status.as_u16()));
+        }
+        let headers = response.headers().clone();
+        let body = crate::miro::read_capped(response).await?;
+        if verdict && !is_json_error(&body) {
+            return Err(TransportError::NotAVerdict(status.as_u16()));
         }
         let mut builder = http::Response::builder().status(status);
-        for (name, value) in response.headers() {
+        for (name, value) in &headers {
             builder = builder.header(name, value);
         }
-        let body = response.bytes().await?.to_vec();
         Ok(builder.body(body)?)
     })
+}
+
+/// Miro's `{status, code, message, type}` or RFC 6749's `{error, …}`.
+fn is_json_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<MiroOAuthError>(body)
+        .is_ok_and(|e| e.code.is_some() || e.error.is_some())
 }
 
 pub(crate) fn string_or_number<'de, D: Deserializer<'de>>(

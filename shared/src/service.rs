@@ -5,12 +5,12 @@ use crate::clock::{rfc3339, Clock};
 use crate::config::Config;
 use crate::domain::{
     is_miro_id, AuthorizationRequest, Board, BoardRequest, Completion, Connection,
-    ConnectionProfile, ConnectionStatus, PendingAuthorization,
+    first_version, ConnectionProfile, ConnectionStatus, FlowStarted, PendingAuthorization,
 };
 use crate::error::Error;
 use crate::identity::AppUser;
 use crate::miro::{MiroApi, MiroError};
-use crate::oauth::{MiroOAuth, OAuthError, TokenGrant};
+use crate::oauth::{pkce_verifier, MiroOAuth, OAuthError, TokenGrant};
 use crate::secret::{looks_like_random_secret, Secret};
 use crate::store::{IdempotencyRecord, IdempotentOutcome, Store, Taken};
 use serde::{Deserialize, Serialize};
@@ -30,11 +30,20 @@ pub struct StartAuthorization {
     pub team_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct AuthorizationStarted {
-    pub authorize_url: String,
-    pub expires_at: String,
+/// `POST /miro/authorizations`' answer.
+pub type AuthorizationStarted = FlowStarted;
+
+/// What to do when a board needs a consent the user has not given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Consent {
+    /// Start a flow that carries the board as its intent (HTTP: the user is there).
+    StartFlow,
+    /// Only say so (events: the app asks the user in its own session).
+    ReportOnly,
 }
+
+/// Live flows (pending authorizations) one user may hold.
+pub const MAX_LIVE_FLOWS: u32 = 20;
 
 /// Miro's redirect to the callback, as far as it matters here.
 #[derive(Debug, Default)]
@@ -58,6 +67,10 @@ pub enum CallbackOutcome {
 #[serde(deny_unknown_fields)]
 pub struct CompleteAuthorization {
     pub completion: String,
+    /// The secret handed out when the flow started. Missing or wrong: the
+    /// completion is refused and destroyed.
+    #[serde(default)]
+    pub flow_secret: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -113,6 +126,23 @@ impl Service {
         }
     }
 
+    /// Runs one request's work within its budget (`REQUEST_TIMEOUT_MS`):
+    /// whatever the services below do, the caller gets an answer (a 503 with
+    /// `Retry-After` at worst) before the function's own timeout.
+    pub async fn bounded<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let budget = std::time::Duration::from_millis(self.config.request_timeout_ms);
+        match tokio::time::timeout(budget, work).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::error!(budget_ms = self.config.request_timeout_ms, "request budget spent");
+                Err(Error::RequestTimeout)
+            }
+        }
+    }
+
     /// Flow 1: remember who asked and where to return, hand out Miro's URL.
     pub async fn start_authorization(
         &self,
@@ -128,20 +158,41 @@ impl Service {
                 return Err(Error::InvalidParameter("team_id"));
             }
         }
-        let request = AuthorizationRequest {
-            user: user.clone(),
-            return_to: return_to.to_string(),
-            team_id: start.team_id,
-            intent: None,
-        };
-        self.pend(request).await
+        self.pend(user, return_to.to_string(), start.team_id, None)
+            .await
     }
 
-    async fn pend(&self, request: AuthorizationRequest) -> Result<AuthorizationStarted, Error> {
+    /// Stores a pending authorization and hands out Miro's URL and the flow
+    /// secret. A user holds at most [`MAX_LIVE_FLOWS`] live ones.
+    async fn pend(
+        &self,
+        user: &AppUser,
+        return_to: String,
+        team_id: Option<String>,
+        intent: Option<BoardRequest>,
+    ) -> Result<FlowStarted, Error> {
+        let now = self.clock.now();
+        let expires_at = now + self.config.authorization_ttl_seconds;
+        if let Some(until) = self
+            .store
+            .admit_flow(user, expires_at, now, MAX_LIVE_FLOWS)
+            .await?
+        {
+            tracing::warn!(user = %user, "too many live authorizations");
+            return Err(Error::TooManyAuthorizations {
+                retry_after_seconds: (until - now).clamp(1, 3600) as u64,
+            });
+        }
         let state = Secret::random();
-        let expires_at = self.clock.now() + self.config.authorization_ttl_seconds;
-        let authorize_url = self.oauth.authorize_url(&state, request.team_id.as_deref());
-        let user = request.user.clone();
+        let flow_secret = Secret::random();
+        let authorize_url = self.oauth.authorize_url(&state, team_id.as_deref());
+        let request = AuthorizationRequest {
+            user: user.clone(),
+            flow_secret_hash: flow_secret.digest(),
+            return_to,
+            team_id,
+            intent,
+        };
         self.store
             .put_pending(&PendingAuthorization {
                 state_hash: state.digest(),
@@ -150,9 +201,10 @@ impl Service {
             })
             .await?;
         tracing::info!(user = %user, "authorization started");
-        Ok(AuthorizationStarted {
+        Ok(FlowStarted {
             authorize_url: authorize_url.to_string(),
             expires_at: rfc3339(expires_at),
+            flow_secret: flow_secret.expose().to_string(),
         })
     }
 
@@ -164,17 +216,9 @@ impl Service {
         intent: Option<BoardRequest>,
     ) -> Error {
         let team_id = intent.as_ref().and_then(|i| i.team_id.clone());
-        let request = AuthorizationRequest {
-            user: user.clone(),
-            return_to: return_to.unwrap_or_else(|| self.config.default_return_to.to_string()),
-            team_id,
-            intent,
-        };
-        match self.pend(request).await {
-            Ok(started) => Error::AuthorizationRequired {
-                authorize_url: started.authorize_url,
-                expires_at: started.expires_at,
-            },
+        let return_to = return_to.unwrap_or_else(|| self.config.default_return_to.to_string());
+        match self.pend(user, return_to, team_id, intent).await {
+            Ok(started) => Error::AuthorizationRequired(Some(Box::new(started))),
             Err(e) => e,
         }
     }
@@ -184,7 +228,13 @@ impl Service {
             return Err(Error::ReturnToNotAllowed);
         }
         let url = Url::parse(raw).map_err(|_| Error::ReturnToNotAllowed)?;
+        // A planted `miro_error` would let an attacker's completion survive the
+        // user's page; a planted `miro_authorization` would be completed by it.
+        let planted = url
+            .query_pairs()
+            .any(|(k, _)| k == "miro_authorization" || k == "miro_error");
         let allowed = matches!(url.scheme(), "https" | "http")
+            && !planted
             && url.username().is_empty()
             && url.password().is_none()
             && self.config.allowed_return_origins.contains(&url.origin());
@@ -243,6 +293,7 @@ impl Service {
             .put_completion(&Completion {
                 completion_hash: completion.digest(),
                 code,
+                code_verifier: pkce_verifier(&state),
                 request,
                 expires_at: now + self.config.authorization_ttl_seconds,
             })
@@ -261,6 +312,7 @@ impl Service {
         &self,
         user: &AppUser,
         completion: &str,
+        flow_secret: Option<&str>,
     ) -> Result<Completed, Error> {
         if !looks_like_random_secret(completion) {
             return Err(Error::InvalidCompletion);
@@ -278,7 +330,17 @@ impl Service {
             );
             return Err(Error::CompletionForbidden);
         }
-        let grant = match self.oauth.exchange_code(&parked.code).await {
+        let secret_matches =
+            flow_secret.is_some_and(|s| Secret::new(s).digest() == parked.request.flow_secret_hash);
+        if !secret_matches {
+            tracing::warn!(user = %user, "completion presented without its flow secret; destroyed");
+            return Err(Error::CompletionForbidden);
+        }
+        let exchanged = self
+            .oauth
+            .exchange_code(&parked.code, &parked.code_verifier)
+            .await;
+        let grant = match exchanged {
             Ok(grant) => grant,
             Err(OAuthError::Rejected(reason)) => {
                 tracing::warn!(user = %user, %reason, "code exchange refused");
@@ -287,23 +349,45 @@ impl Service {
                     .authorization_required(user, Some(request.return_to), request.intent)
                     .await);
             }
-            Err(OAuthError::Unavailable(reason)) => {
+            Err(e) => {
                 // The code is likely still good: park it again so a retry can use it.
-                tracing::warn!(user = %user, %reason, "code exchange unavailable");
+                tracing::warn!(user = %user, error = %e, "code exchange did not happen; code parked again");
                 self.store.put_completion(&parked).await?;
-                return Err(Error::MiroUnavailable {
-                    retry_after_seconds: 2,
+                return Err(match e {
+                    OAuthError::RateLimited {
+                        retry_after_seconds,
+                    } => Error::MiroRateLimited {
+                        retry_after_seconds,
+                    },
+                    _ => Error::MiroUnavailable {
+                        retry_after_seconds: 2,
+                    },
                 });
             }
         };
         let connection = self.connection_from_grant(user, grant);
-        self.store.put_connection(&connection).await?;
+        let replaced = self.store.put_connection(&connection).await?;
         tracing::info!(user = %user, "Miro connected");
+        if let Some(old) = replaced {
+            // Best effort: the replaced grant must not live on at Miro.
+            match self.revoke_grant(&old).await {
+                Ok(()) => tracing::info!(user = %user, "replaced connection revoked"),
+                Err(e) => {
+                    tracing::warn!(user = %user, error = %e, "replaced connection not revoked")
+                }
+            }
+        }
 
         let (board, board_error) = match &parked.request.intent {
             None => (None, None),
             Some(intent) => match self
-                .create_board_for(user, Some(connection.clone()), intent, Deadline::none())
+                .create_board_for(
+                    user,
+                    Some(connection.clone()),
+                    intent,
+                    Deadline::none(),
+                    Consent::StartFlow,
+                )
                 .await
             {
                 Ok(board) => (Some(board), None),
@@ -334,7 +418,7 @@ impl Service {
                 .as_ref()
                 .map(|_| now + REFRESH_TOKEN_LIFETIME_SECONDS),
             refresh_token: grant.refresh_token,
-            version: 1,
+            version: first_version(),
             lease_until: None,
         }
     }
@@ -349,10 +433,23 @@ impl Service {
         request: BoardRequest,
         deadline: Deadline,
     ) -> Result<BoardCreated, Error> {
+        self.create_board_as(user, idempotency_key, request, deadline, Consent::StartFlow)
+            .await
+    }
+
+    /// [`Service::create_board`], saying what to do if a consent is missing.
+    pub async fn create_board_as(
+        &self,
+        user: &AppUser,
+        idempotency_key: Option<&str>,
+        request: BoardRequest,
+        deadline: Deadline,
+        consent: Consent,
+    ) -> Result<BoardCreated, Error> {
         request.validate()?;
         let Some(key) = idempotency_key else {
             let board = self
-                .create_board_for(user, None, &request, deadline)
+                .create_board_for(user, None, &request, deadline, consent)
                 .await?;
             return Ok(BoardCreated {
                 board,
@@ -366,28 +463,44 @@ impl Service {
             &serde_json::to_string(&request).map_err(|e| Error::Internal(e.to_string()))?,
         );
         let now = self.clock.now();
+        let claim_id = uuid::Uuid::new_v4().to_string();
         let claim = IdempotencyRecord {
             request_hash: request_hash.clone(),
-            outcome: IdempotentOutcome::InProgress,
+            outcome: IdempotentOutcome::InProgress {
+                claim: claim_id.clone(),
+            },
             expires_at: now + IDEMPOTENCY_TTL_SECONDS,
         };
         if let Some(earlier) = self.store.claim(user, key, &claim, now).await? {
             if earlier.request_hash != request_hash {
                 return Err(Error::IdempotencyKeyReused);
             }
-            return match earlier.outcome {
+            match earlier.outcome {
                 IdempotentOutcome::Created { board } => {
                     tracing::info!(user = %user, board = %board.id, "idempotent replay");
-                    Ok(BoardCreated {
+                    return Ok(BoardCreated {
                         board,
                         replayed: true,
-                    })
+                    });
                 }
-                IdempotentOutcome::InProgress => Err(Error::IdempotencyInProgress),
-                IdempotentOutcome::Unknown => Err(Error::MiroOutcomeUnknown),
-            };
+                // Our own claim, written once already: its answer was lost
+                // and the write was sent again. Ours to carry on with.
+                IdempotentOutcome::InProgress { claim } if claim == claim_id => {}
+                // Claimed longer ago than any invocation runs: its holder died
+                // somewhere, perhaps after Miro made the board.
+                IdempotentOutcome::InProgress { .. }
+                    if now >= earlier.expires_at - IDEMPOTENCY_TTL_SECONDS + STALE_CLAIM_SECONDS =>
+                {
+                    return Err(Error::MiroOutcomeUnknown)
+                }
+                IdempotentOutcome::InProgress { .. } => return Err(Error::IdempotencyInProgress),
+                IdempotentOutcome::Unknown => return Err(Error::MiroOutcomeUnknown),
+            }
         }
-        match self.create_board_for(user, None, &request, deadline).await {
+        match self
+            .create_board_for(user, None, &request, deadline, consent)
+            .await
+        {
             Ok(board) => {
                 let done = IdempotencyRecord {
                     outcome: IdempotentOutcome::Created {
@@ -426,6 +539,7 @@ impl Service {
         known: Option<Connection>,
         request: &BoardRequest,
         deadline: Deadline,
+        consent: Consent,
     ) -> Result<Board, Error> {
         let mut connection = match known {
             Some(c) => Some(c),
@@ -481,9 +595,13 @@ impl Service {
                 Err(e) => return Err(miro_failure(user, e)),
             }
         }
-        Err(self
-            .authorization_required(user, None, Some(request.clone()))
-            .await)
+        Err(match consent {
+            Consent::StartFlow => {
+                self.authorization_required(user, None, Some(request.clone()))
+                    .await
+            }
+            Consent::ReportOnly => Error::AuthorizationRequired(None),
+        })
     }
 
     /// Flow 5: what the app may show about the connection (never a token).
@@ -496,20 +614,73 @@ impl Service {
         )
     }
 
-    /// Flow 5: revoke at Miro (which also kills the refresh token), then
-    /// forget. Idempotent; if Miro cannot be reached the connection is kept
-    /// so that the disconnect can be retried and really revokes.
+    /// Flow 5: forget at once, then revoke at Miro (which also kills the
+    /// refresh token). If Miro cannot be reached, the forgotten connection
+    /// keeps its sealed tokens until a later disconnect or a reconnect
+    /// revokes them; the user reads as disconnected either way. Idempotent.
     pub async fn disconnect(&self, user: &AppUser) -> Result<(), Error> {
-        let Some(connection) = self.usable_connection(user, None).await? else {
+        let now = self.clock.now();
+        // Bounded: a refresh may move the version between our read and write.
+        for _ in 0..3 {
+            let Some(connection) = self.store.get_connection(user, now).await? else {
+                break;
+            };
+            if self
+                .store
+                .forget_connection(user, connection.version)
+                .await?
+            {
+                tracing::info!(user = %user, "Miro disconnected");
+                break;
+            }
+        }
+        let Some(forgotten) = self.store.forgotten_connection(user, now).await? else {
             return Ok(());
         };
-        match self.miro.revoke(&connection.access_token).await {
-            Ok(()) | Err(MiroError::Rejected { .. }) | Err(MiroError::Unauthorized) => {}
-            Err(e) => return Err(miro_failure(user, e)),
+        match self.revoke_grant(&forgotten).await {
+            Ok(()) => {
+                self.store
+                    .delete_connection_at(user, forgotten.version)
+                    .await?;
+                tracing::info!(user = %user, "grant revoked at Miro");
+            }
+            Err(e) => {
+                tracing::warn!(user = %user, error = %e, "revocation pending; retried by the next disconnect or connect")
+            }
         }
-        self.store.delete_connection(user).await?;
-        tracing::info!(user = %user, "Miro disconnected");
         Ok(())
+    }
+
+    /// Kills a grant at Miro. An expired access token may no longer be
+    /// known to Miro while its refresh token still is: then the grant is
+    /// refreshed once and the new access token revoked.
+    pub(crate) async fn revoke_grant(&self, connection: &Connection) -> Result<(), Error> {
+        let access_live = connection
+            .access_expires_at
+            .is_none_or(|t| self.clock.now() < t);
+        let access_token = match (&connection.refresh_token, access_live) {
+            (Some(refresh_token), false) => match self.oauth.refresh(refresh_token).await {
+                Ok(grant) => grant.access_token,
+                Err(OAuthError::Rejected(_)) => return Ok(()),
+                Err(OAuthError::RateLimited {
+                    retry_after_seconds,
+                }) => {
+                    return Err(Error::MiroRateLimited {
+                        retry_after_seconds,
+                    })
+                }
+                Err(OAuthError::Unavailable(_)) => {
+                    return Err(Error::MiroUnavailable {
+                        retry_after_seconds: 2,
+                    })
+                }
+            },
+            _ => connection.access_token.clone(),
+        };
+        match self.miro.revoke(&access_token).await {
+            Ok(()) | Err(MiroError::Rejected { .. }) | Err(MiroError::Unauthorized) => Ok(()),
+            Err(e) => Err(miro_failure(&connection.user, e)),
+        }
     }
 }
 
@@ -537,6 +708,8 @@ fn miro_failure(user: &AppUser, e: MiroError) -> Error {
 
 /// Idempotency records live a day, as DESIGN.md says.
 pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 3600;
+/// An in-progress claim older than Lambda's longest invocation has no live holder.
+const STALE_CLAIM_SECONDS: i64 = 15 * 60;
 /// A board POST is sent at most this often for one request.
 const MAX_BOARD_ATTEMPTS: u32 = 6;
 
@@ -566,6 +739,10 @@ impl Deadline {
 
     pub fn at(instant: std::time::Instant) -> Self {
         Self(Some(instant))
+    }
+
+    pub fn instant(&self) -> Option<std::time::Instant> {
+        self.0
     }
 
     pub fn allows(&self, wait: std::time::Duration) -> bool {

@@ -22,6 +22,13 @@ use crate::service::{Service, REFRESH_TOKEN_LIFETIME_SECONDS};
 use rand::Rng;
 use std::time::Duration;
 
+enum Refreshed {
+    /// The stored connection after the refresh (`None`: the grant was dead).
+    Done(Option<Box<Connection>>),
+    /// Another writer replaced the connection first.
+    Superseded,
+}
+
 /// Longer than the token endpoint's timeout, so a live refresher keeps it.
 pub const LEASE_SECONDS: i64 = 30;
 const WAIT_STEP_MS: u64 = 100;
@@ -64,7 +71,11 @@ impl Service {
                 .try_lease(user, connection.version, &holder, lease_until, now)
                 .await?
             {
-                return self.refresh(connection, &refresh_token, &holder).await;
+                match self.refresh(connection, &refresh_token, &holder).await? {
+                    Refreshed::Done(connection) => return Ok(connection.map(|c| *c)),
+                    // A reconnect or a disconnect won: read what is there now.
+                    Refreshed::Superseded => continue,
+                }
             }
             // Someone else is refreshing: the old token is good until it expires.
             let still_valid = connection.access_expires_at.is_some_and(|t| now < t);
@@ -91,7 +102,7 @@ impl Service {
         connection: Connection,
         refresh_token: &Secret,
         holder: &str,
-    ) -> Result<Option<Connection>, Error> {
+    ) -> Result<Refreshed, Error> {
         let user = connection.user.clone();
         match self.oauth.refresh(refresh_token).await {
             Ok(grant) => {
@@ -103,23 +114,36 @@ impl Service {
                     .await?
                 {
                     tracing::info!(user = %user, version = renewed.version, "tokens refreshed");
-                } else {
-                    tracing::warn!(user = %user, "connection changed during the refresh; new tokens used once");
+                    return Ok(Refreshed::Done(Some(Box::new(renewed))));
                 }
-                Ok(Some(renewed))
+                // The item moved on under the lease (a reconnect or a
+                // disconnect): these tokens belong to a grant nobody keeps.
+                tracing::warn!(user = %user, "connection replaced during the refresh; its new tokens revoked");
+                if let Err(e) = self.revoke_grant(&renewed).await {
+                    tracing::warn!(user = %user, error = %e, "revoking the superseded tokens failed");
+                }
+                Ok(Refreshed::Superseded)
             }
             Err(OAuthError::Rejected(reason)) => {
                 tracing::warn!(user = %user, %reason, "refresh refused: the grant is dead; connection removed");
                 self.store
                     .delete_connection_at(&user, connection.version)
                     .await?;
-                Ok(None)
+                Ok(Refreshed::Done(None))
             }
-            Err(OAuthError::Unavailable(reason)) => {
-                tracing::warn!(user = %user, %reason, "token endpoint unavailable; tokens kept");
+            // Not a verdict on the grant: keep the tokens, free the lease.
+            Err(e) => {
+                tracing::warn!(user = %user, error = %e, "token endpoint did not refresh; tokens kept");
                 self.store.release_lease(&user, holder).await?;
-                Err(Error::MiroUnavailable {
-                    retry_after_seconds: 5,
+                Err(match e {
+                    OAuthError::RateLimited {
+                        retry_after_seconds,
+                    } => Error::MiroRateLimited {
+                        retry_after_seconds,
+                    },
+                    _ => Error::MiroUnavailable {
+                        retry_after_seconds: 5,
+                    },
                 })
             }
         }

@@ -35,12 +35,16 @@ async function boards() {
   return (await res.json()).boards;
 }
 
-/** A fresh browser context (its own session storage) on the demo app. */
-async function openApp(t) {
+/**
+ * A fresh browser context (its own session storage) on the demo app;
+ * `prepare(context)` runs before the first request.
+ */
+async function openApp(t, prepare = async () => {}) {
   const context = await browser.newContext();
+  t.after(async () => { await context.close(); });
+  await prepare(context);
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
-  t.after(async () => { await context.close(); });
   await page.goto(`${BASE}/`);
   return page;
 }
@@ -79,6 +83,11 @@ async function backOnApp(page) {
 
 async function status(page) {
   return page.textContent('#status');
+}
+
+/** The flow secret the demo's client keeps in the tab's session storage. */
+async function keptFlowSecret(page) {
+  return page.evaluate(() => sessionStorage.getItem('miro-connect.flow-secret'));
 }
 
 /** The connection as the API reports it for the user signed in on `page`. */
@@ -194,5 +203,136 @@ test('an authorize link opened by another signed-in user connects neither', asyn
     await victim.goto(`${BASE}/`);
     await victim.waitForFunction(() => document.querySelector('#connection').textContent !== 'unknown');
     assert.equal((await connection(victim)).connected, false);
+  });
+});
+
+test('a completion link opened in another tab completes nothing', async (t) => {
+  let tabA;
+  let tabB;
+  await withScreenshots('other-tab', () => [tabA, tabB].filter(Boolean), async () => {
+    const user = unique('fay');
+    const before = await boards();
+    tabA = await openApp(t);
+    await signIn(tabA, user);
+
+    // Tab A consents and Miro's callback runs (the completion is parked),
+    // but tab A does not follow the redirect back: the return URL is all
+    // that leaves it. (A route sees only the first request of a redirect
+    // chain, so the consent POST is held and its chain walked one hop at a
+    // time.)
+    let returnUrl;
+    const consent = (url) => url.pathname === '/_miro/oauth/authorize';
+    await tabA.route(consent, async (route) => {
+      if (route.request().method() !== 'POST') { await route.continue(); return; }
+      const toCallback = await route.fetch({ maxRedirects: 0 });
+      const callback = new URL(toCallback.headers().location, BASE);
+      assert.equal(callback.pathname, '/miro/callback');
+      const back = await tabA.context().request.get(callback.href, { maxRedirects: 0 });
+      assert.equal(back.status(), 303);
+      returnUrl = new URL(back.headers().location, BASE).href;
+      await route.fulfill({ status: 200, contentType: 'text/plain', body: 'held' });
+    });
+    await clickCreate(tabA, 'Only from tab A');
+    await onConsentPage(tabA);
+    await tabA.click('#allow');
+    await tabA.waitForFunction(() => document.body.textContent === 'held');
+    await tabA.unroute(consent);
+    assert.ok(returnUrl, 'the callback answered with a redirect');
+    const completion = new URL(returnUrl).searchParams.get('miro_authorization');
+    assert.ok(completion, returnUrl);
+    const secret = await keptFlowSecret(tabA);
+    assert.ok(secret, 'tab A keeps the flow secret');
+    assert.ok(!returnUrl.includes(secret), 'the return URL does not carry the flow secret');
+
+    // The same user, in a browser (context) that does not share tab A's
+    // session storage, opens the completion link: nothing is connected.
+    tabB = await openApp(t);
+    await signIn(tabB, user);
+    await tabB.goto(returnUrl);
+    await backOnApp(tabB);
+    await tabB.waitForFunction(() => document.querySelector('#status').className === 'error');
+    assert.match(await status(tabB), /another tab or browser/);
+    await tabB.waitForFunction(() => document.querySelector('#connection').textContent === 'not connected');
+    assert.equal((await connection(tabB)).connected, false);
+    assert.equal(await keptFlowSecret(tabB), null);
+
+    // Refusing it destroyed it: tab A, with its secret, cannot use it either.
+    await tabA.goto(returnUrl);
+    await backOnApp(tabA);
+    await tabA.waitForFunction(() => document.querySelector('#status').className === 'error');
+    assert.match(await status(tabA), /already used or has expired/);
+    await tabA.waitForFunction(() => document.querySelector('#connection').textContent === 'not connected');
+    assert.equal((await connection(tabA)).connected, false);
+    assert.equal(await keptFlowSecret(tabA), null, 'tab A forgot the secret');
+    assert.equal(await boards(), before, 'the board kept as the intent was not created');
+  });
+});
+
+test('the flow secret never appears in a URL', async (t) => {
+  let page;
+  await withScreenshots('secret-in-url', () => [page], async () => {
+    // Every URL the browser asks for, every redirect's Location, every Referer.
+    const seen = [];
+    // The flow secret of every 201/401 that started a flow.
+    const secrets = [];
+    page = await openApp(t, async (context) => {
+      context.on('request', (r) => {
+        seen.push(r.url());
+        const referer = r.headers().referer;
+        if (referer) seen.push(referer);
+      });
+      context.on('response', (r) => {
+        const location = r.headers().location;
+        if (location) seen.push(location);
+      });
+      context.on('framenavigated', (f) => seen.push(f.url()));
+      await context.route(
+        (url) => url.pathname === '/boards' || url.pathname === '/miro/authorizations',
+        async (route) => {
+          const response = await route.fetch();
+          const body = await response.text();
+          try {
+            const json = JSON.parse(body);
+            if (json.flow_secret !== undefined) secrets.push({ status: response.status(), secret: json.flow_secret });
+          } catch (_) { /* not JSON */ }
+          await route.fulfill({ response, body });
+        },
+      );
+    });
+    await signIn(page, unique('gus'));
+
+    // The one-click path: 401 miro_authorization_required, consent, board.
+    await clickCreate(page, 'Secretless');
+    await onConsentPage(page);
+    await page.click('#allow');
+    await backOnApp(page);
+    await page.waitForSelector('a.board-link');
+
+    // The explicit path: 201 from POST /miro/authorizations, consent, connected.
+    await page.click('#disconnect');
+    await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Disconnected'));
+    await page.click('#connect');
+    await onConsentPage(page);
+    await page.click('#allow');
+    await backOnApp(page);
+    await page.waitForFunction(() => document.querySelector('#status').textContent === 'Miro connected.');
+
+    assert.deepEqual(secrets.map((s) => s.status), [401, 201]);
+    const paths = seen.map((u) => { try { return new URL(u, BASE).pathname; } catch (_) { return u; } });
+    for (const expected of ['/_miro/oauth/authorize', '/miro/callback', '/boards', '/miro/authorizations',
+      '/miro/authorizations/complete']) {
+      assert.ok(paths.includes(expected), `recorded ${expected}: ${paths.join(' ')}`);
+    }
+    for (const { secret } of secrets) {
+      assert.equal(typeof secret, 'string');
+      assert.ok(secret.length >= 20, 'a real secret');
+      for (const url of seen) {
+        let decoded = url;
+        try { decoded = decodeURIComponent(url); } catch (_) { /* keep it raw */ }
+        assert.ok(!url.includes(secret) && !decoded.includes(secret), `the flow secret is in ${url}`);
+      }
+    }
+    const stored = await page.evaluate(() => Object.values(sessionStorage));
+    for (const { secret } of secrets) assert.ok(!stored.includes(secret), 'forgotten once used');
   });
 });

@@ -17,7 +17,7 @@ pub const NEEDS: Needs = Needs {
 pub async fn handle(service: &Service, req: Request) -> Result<Response<Body>, lambda_http::Error> {
     Ok(match *req.method() {
         Method::GET => callback(service, &req).await,
-        Method::POST => http::respond(complete(service, &req).await),
+        Method::POST => http::respond(service.bounded(complete(service, &req)).await),
         _ => http::error(&Error::MethodNotAllowed),
     })
 }
@@ -36,12 +36,12 @@ async fn callback(service: &Service, req: &Request) -> Response<Body> {
             _ => {}
         }
     }
-    match service.receive_callback(params).await {
+    match service.bounded(service.receive_callback(params)).await {
         Ok(CallbackOutcome::Redirect(to)) => http::see_other(&to),
         Ok(CallbackOutcome::Refused) => http::error_page(StatusCode::BAD_REQUEST),
         Err(e) => {
-            lambda_http::tracing::error!(error = %e, "callback failed");
-            http::error_page(StatusCode::SERVICE_UNAVAILABLE)
+            lambda_http::tracing::error!(error = %e, code = e.code(), "callback failed");
+            http::unavailable_page(&e)
         }
     }
 }
@@ -50,7 +50,7 @@ async fn complete(service: &Service, req: &Request) -> Result<Response<Body>, Er
     let user = identity::app_user(req)?;
     let body: CompleteAuthorization = http::json_body(req)?;
     let completed = service
-        .complete_authorization(&user, &body.completion)
+        .complete_authorization(&user, &body.completion, body.flow_secret.as_deref())
         .await?;
     Ok(http::json(StatusCode::OK, &completed))
 }

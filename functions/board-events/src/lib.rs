@@ -46,19 +46,38 @@ pub async fn handle(app: &App, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchR
     Ok(response)
 }
 
-/// The message id if the message should come back.
+/// The message id if the message should come back. A message that cannot
+/// settle before the invocation's deadline (storage or Miro hanging) is
+/// handed back rather than cut off when the function is killed.
 async fn process(app: &App, message: SqsMessage, deadline: Deadline) -> Option<String> {
     let id = message.message_id?;
     let body = message.body.unwrap_or_default();
-    match app.service.board_requested(&id, &body, deadline).await {
-        Disposition::Retry(_) => Some(id),
+    let work = settle(app, &id, &body, deadline);
+    let settled = match deadline.instant() {
+        Some(at) => tokio::time::timeout_at(at.into(), work).await.ok(),
+        None => Some(work.await),
+    };
+    match settled {
+        Some(true) => None,
+        Some(false) => Some(id),
+        None => {
+            lambda_runtime::tracing::warn!("message not settled before the deadline; handed back");
+            Some(id)
+        }
+    }
+}
+
+/// True once the message is done with for good.
+async fn settle(app: &App, id: &str, body: &str, deadline: Deadline) -> bool {
+    match app.service.board_requested(id, body, deadline).await {
+        Disposition::Retry(_) => false,
         // A failed publish comes back too: the idempotency record replays the
         // board, so the redelivery publishes without a second one.
         Disposition::Settled(outcome) => match app.publisher.publish(&outcome).await {
-            Ok(()) => None,
+            Ok(()) => true,
             Err(e) => {
                 lambda_runtime::tracing::warn!(error = %e, "outcome not published; message handed back");
-                Some(id)
+                false
             }
         },
     }

@@ -16,7 +16,7 @@ pub const NEEDS: Needs = Needs {
 };
 
 pub async fn handle(service: &Service, req: Request) -> Result<Response<Body>, lambda_http::Error> {
-    Ok(http::respond(create(service, &req).await))
+    Ok(http::respond(service.bounded(create(service, &req)).await))
 }
 
 async fn create(service: &Service, req: &Request) -> Result<Response<Body>, Error> {

@@ -4,7 +4,8 @@
 //! into attributes of their own with the item's key as associated data.
 
 use super::{
-    completion_key, connection_key, idempotency_key, is_live, pending_key, AuthorizationStore,
+    completion_key, connection_key, flows_key, idempotency_key, is_live, pending_key,
+    AuthorizationStore,
     ConnectionStore, IdempotencyRecord, IdempotencyStore, StoreError, Taken,
 };
 use crate::domain::{
@@ -28,6 +29,9 @@ pub const TTL_ATTRIBUTE: &str = "expires_at";
 const DATA: &str = "data";
 const KIND: &str = "kind";
 const CODE: &str = "code_sealed";
+const CODE_VERIFIER: &str = "code_verifier_sealed";
+const FORGOTTEN: &str = "forgotten";
+const FLOW_COUNT: &str = "flow_count";
 const ACCESS_TOKEN: &str = "access_token_sealed";
 const REFRESH_TOKEN: &str = "refresh_token_sealed";
 const ACCESS_EXPIRES_AT: &str = "access_expires_at";
@@ -176,6 +180,59 @@ impl DynamoStore {
         Ok(item)
     }
 
+    async fn connection_item_of(&self, user: &AppUser) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(connection_key(user)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
+    }
+
+    /// The connection in `item` if it is alive at `now`. One whose tokens no
+    /// longer open (their key left the ring) reads as no connection: the user
+    /// connects again, rather than meeting a 503 forever.
+    fn live_connection(
+        &self,
+        user: &AppUser,
+        item: &Item,
+        now: i64,
+    ) -> Result<Option<Connection>, StoreError> {
+        if !is_live(number(item, TTL_ATTRIBUTE)?, now) {
+            return Ok(None);
+        }
+        match self.connection_from(user, item) {
+            Ok(c) => Ok(Some(c)),
+            Err(StoreError::Corrupt(reason)) => {
+                tracing::warn!(user = %user, %reason, "stored connection does not open; treated as disconnected");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn connection_from(&self, user: &AppUser, item: &Item) -> Result<Connection, StoreError> {
+        let key = connection_key(user);
+        let refresh_token = match item.contains_key(REFRESH_TOKEN) {
+            true => Some(self.open(item, &key, REFRESH_TOKEN)?),
+            false => None,
+        };
+        Ok(Connection {
+            user: user.clone(),
+            profile: json::<ConnectionProfile>(item)?,
+            access_token: self.open(item, &key, ACCESS_TOKEN)?,
+            refresh_token,
+            access_expires_at: number(item, ACCESS_EXPIRES_AT)?,
+            refresh_expires_at: number(item, TTL_ATTRIBUTE)?,
+            version: number(item, VERSION)?.unwrap_or_default().max(0) as u64,
+            lease_until: number(item, LEASE_UNTIL)?,
+        })
+    }
+
     fn open(
         &self,
         item: &Item,
@@ -266,6 +323,10 @@ fn base_item(key: &str, kind: &str, data: AttributeValue, expires_at: Option<i64
     item
 }
 
+fn expires_at_of(item: &Item) -> Result<Option<i64>, StoreError> {
+    number(item, TTL_ATTRIBUTE)
+}
+
 fn expires_at(item: &Item) -> Result<i64, StoreError> {
     number(item, TTL_ATTRIBUTE)?.ok_or_else(|| StoreError::Corrupt("expires_at missing".into()))
 }
@@ -280,6 +341,64 @@ fn taken<T>(value: T, expires_at: i64, now: i64) -> Taken<T> {
 
 #[async_trait]
 impl AuthorizationStore for DynamoStore {
+    async fn admit_flow(
+        &self,
+        user: &AppUser,
+        expires_at: i64,
+        now: i64,
+        max: u32,
+    ) -> Result<Option<i64>, StoreError> {
+        let key = flows_key(user);
+        // Usually the user has no flow alive: one conditional put starts the count.
+        let mut item = base_item(&key, "flows", AttributeValue::S("{}".into()), Some(expires_at));
+        item.insert(FLOW_COUNT.into(), n(1));
+        let started = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk) OR #exp <= :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        if conditional(started)? {
+            return Ok(None);
+        }
+        // Some are alive: count this one too, while there is room.
+        let counted = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(key))
+            .update_expression("SET #count = #count + :one, #exp = :exp")
+            .condition_expression("#exp > :now AND #count < :max")
+            .expression_attribute_names("#count", FLOW_COUNT)
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":exp", n(expires_at))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":max", n(i64::from(max)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match counted {
+            Ok(_) => Ok(None),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                let until = match e.into_service_error() {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(f) => {
+                        f.item.as_ref().map(expires_at_of).transpose()?.flatten()
+                    }
+                    _ => None,
+                };
+                // Expired between the two calls: the next attempt starts afresh.
+                Ok(Some(until.unwrap_or(now + 1)))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     async fn put_pending(&self, pending: &PendingAuthorization) -> Result<(), StoreError> {
         let key = pending_key(&pending.state_hash);
         let item = base_item(
@@ -317,6 +436,10 @@ impl AuthorizationStore for DynamoStore {
             Some(completion.expires_at),
         );
         item.insert(CODE.into(), self.seal(&key, &completion.code)?);
+        item.insert(
+            CODE_VERIFIER.into(),
+            self.seal(&key, &completion.code_verifier)?,
+        );
         self.put_new(item).await
     }
 
@@ -333,6 +456,7 @@ impl AuthorizationStore for DynamoStore {
         let completion = Completion {
             completion_hash: completion_hash.to_string(),
             code: self.open(&item, &key, CODE)?,
+            code_verifier: self.open(&item, &key, CODE_VERIFIER)?,
             request: json::<AuthorizationRequest>(&item)?,
             expires_at,
         };
@@ -347,48 +471,62 @@ impl ConnectionStore for DynamoStore {
         user: &AppUser,
         now: i64,
     ) -> Result<Option<Connection>, StoreError> {
-        let key = connection_key(user);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, AttributeValue::S(key.clone()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let Some(item) = out.item else {
+        let Some(item) = self.connection_item_of(user).await? else {
             return Ok(None);
         };
-        let refresh_expires_at = number(&item, TTL_ATTRIBUTE)?;
-        if !is_live(refresh_expires_at, now) {
+        if item.contains_key(FORGOTTEN) {
             return Ok(None);
         }
-        let refresh_token = match item.contains_key(REFRESH_TOKEN) {
-            true => Some(self.open(&item, &key, REFRESH_TOKEN)?),
-            false => None,
-        };
-        Ok(Some(Connection {
-            user: user.clone(),
-            profile: json::<ConnectionProfile>(&item)?,
-            access_token: self.open(&item, &key, ACCESS_TOKEN)?,
-            refresh_token,
-            access_expires_at: number(&item, ACCESS_EXPIRES_AT)?,
-            refresh_expires_at,
-            version: number(&item, VERSION)?.unwrap_or_default().max(0) as u64,
-            lease_until: number(&item, LEASE_UNTIL)?,
-        }))
+        self.live_connection(user, &item, now)
     }
 
-    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
-        self.client
+    async fn put_connection(
+        &self,
+        connection: &Connection,
+    ) -> Result<Option<Connection>, StoreError> {
+        let out = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(self.connection_item(connection)?))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(unavailable)?;
-        Ok(())
+        Ok(out
+            .attributes
+            .and_then(|old| self.connection_from(&connection.user, &old).ok()))
+    }
+
+    async fn forget_connection(&self, user: &AppUser, version: u64) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(connection_key(user)))
+            .update_expression("SET #f = :yes, #v = #v + :one REMOVE #lu, #lh")
+            .condition_expression("#v = :v AND attribute_not_exists(#f)")
+            .expression_attribute_names("#f", FORGOTTEN)
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_names("#lu", LEASE_UNTIL)
+            .expression_attribute_names("#lh", LEASE_HOLDER)
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":v", n(version as i64))
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    async fn forgotten_connection(
+        &self,
+        user: &AppUser,
+        now: i64,
+    ) -> Result<Option<Connection>, StoreError> {
+        match self.connection_item_of(user).await? {
+            Some(item) if item.contains_key(FORGOTTEN) => self.live_connection(user, &item, now),
+            _ => Ok(None),
+        }
     }
 
     async fn delete_connection(&self, user: &AppUser) -> Result<(), StoreError> {

@@ -1,7 +1,8 @@
 //! In-memory adapter for local runs: one process, nothing persisted.
 
 use super::{
-    completion_key, connection_key, idempotency_key, is_live, pending_key, AuthorizationStore,
+    completion_key, connection_key, flows_key, idempotency_key, is_live, pending_key,
+    AuthorizationStore,
     ConnectionStore, IdempotencyRecord, IdempotencyStore, StoreError, Taken,
 };
 use crate::domain::{Completion, Connection, PendingAuthorization};
@@ -16,6 +17,10 @@ enum Item {
     Completion(Completion),
     /// The connection and who holds its refresh lease, if anyone.
     Connection(Connection, Option<String>),
+    /// Disconnected; its grant still to be revoked at Miro.
+    Forgotten(Connection),
+    /// Flows started since the user last had none alive, and when the last ends.
+    Flows { count: u32, until: i64 },
     Idempotency(IdempotencyRecord),
 }
 
@@ -27,15 +32,6 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// How many items are held, expired ones included (as a table would).
-    pub fn len(&self) -> usize {
-        self.lock().map(|items| items.len()).unwrap_or_default()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, HashMap<String, Item>>, StoreError> {
@@ -92,6 +88,31 @@ fn taken<T>(value: Option<T>, expires_at: impl Fn(&T) -> i64, now: i64) -> Taken
 
 #[async_trait]
 impl AuthorizationStore for MemoryStore {
+    async fn admit_flow(
+        &self,
+        user: &AppUser,
+        expires_at: i64,
+        now: i64,
+        max: u32,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut items = self.lock()?;
+        let (count, until) = match items.get(&flows_key(user)) {
+            Some(Item::Flows { count, until }) if now < *until => (*count, *until),
+            _ => (0, now),
+        };
+        if count >= max {
+            return Ok(Some(until));
+        }
+        items.insert(
+            flows_key(user),
+            Item::Flows {
+                count: count + 1,
+                until: until.max(expires_at),
+            },
+        );
+        Ok(None)
+    }
+
     async fn put_pending(&self, pending: &PendingAuthorization) -> Result<(), StoreError> {
         self.insert_new(
             pending_key(&pending.state_hash),
@@ -143,14 +164,46 @@ impl ConnectionStore for MemoryStore {
             .filter(|c| is_live(c.refresh_expires_at, now)))
     }
 
-    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+    async fn put_connection(
+        &self,
+        connection: &Connection,
+    ) -> Result<Option<Connection>, StoreError> {
         let mut stored = connection.clone();
         stored.lease_until = None;
-        self.lock()?.insert(
+        let old = self.lock()?.insert(
             connection_key(&connection.user),
             Item::Connection(stored, None),
         );
-        Ok(())
+        Ok(match old {
+            Some(Item::Connection(c, _) | Item::Forgotten(c)) => Some(c),
+            _ => None,
+        })
+    }
+
+    async fn forget_connection(&self, user: &AppUser, version: u64) -> Result<bool, StoreError> {
+        let mut items = self.lock()?;
+        let key = connection_key(user);
+        match items.get(&key) {
+            Some(Item::Connection(c, _)) if c.version == version => {
+                let mut forgotten = c.clone();
+                forgotten.version += 1;
+                forgotten.lease_until = None;
+                items.insert(key, Item::Forgotten(forgotten));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn forgotten_connection(
+        &self,
+        user: &AppUser,
+        now: i64,
+    ) -> Result<Option<Connection>, StoreError> {
+        Ok(match self.lock()?.get(&connection_key(user)) {
+            Some(Item::Forgotten(c)) if is_live(c.refresh_expires_at, now) => Some(c.clone()),
+            _ => None,
+        })
     }
 
     async fn delete_connection(&self, user: &AppUser) -> Result<(), StoreError> {
@@ -208,7 +261,7 @@ impl ConnectionStore for MemoryStore {
 
     async fn delete_connection_at(&self, user: &AppUser, version: u64) -> Result<bool, StoreError> {
         let deleted = self.take(&connection_key(user), |item| match item {
-            Item::Connection(c, _) if c.version == version => Some(()),
+            Item::Connection(c, _) | Item::Forgotten(c) if c.version == version => Some(()),
             _ => None,
         })?;
         Ok(deleted.is_some())

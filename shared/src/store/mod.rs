@@ -40,6 +40,16 @@ pub enum Taken<T> {
 
 #[async_trait]
 pub trait AuthorizationStore: Send + Sync {
+    /// Counts a new flow for `user` that lives until `expires_at`, unless
+    /// `max` flows started since the user last had none alive. `None`:
+    /// admitted. `Some(t)`: full until `t` (epoch seconds), when all have expired.
+    async fn admit_flow(
+        &self,
+        user: &AppUser,
+        expires_at: i64,
+        now: i64,
+        max: u32,
+    ) -> Result<Option<i64>, StoreError>;
     async fn put_pending(&self, pending: &PendingAuthorization) -> Result<(), StoreError>;
     async fn take_pending(
         &self,
@@ -56,14 +66,31 @@ pub trait AuthorizationStore: Send + Sync {
 
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
-    /// The user's connection, unless there is none or it has lapsed.
+    /// The user's connection, unless there is none, it has lapsed, it was
+    /// forgotten, or its tokens no longer open (its key left the ring).
     async fn get_connection(
         &self,
         user: &AppUser,
         now: i64,
     ) -> Result<Option<Connection>, StoreError>;
-    /// Stores a new connection (a fresh consent), replacing any old one.
-    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+    /// Stores a new connection (a fresh consent), replacing any old one, and
+    /// returns the one it replaced (forgotten or not) if its tokens open:
+    /// its grant is to be revoked.
+    async fn put_connection(
+        &self,
+        connection: &Connection,
+    ) -> Result<Option<Connection>, StoreError>;
+    /// Marks the connection at `version` forgotten: it reads as disconnected
+    /// at once, its version moves on (no refresh in flight can write it
+    /// back), and its tokens stay sealed until their revocation at Miro
+    /// succeeds. False if the item moved on.
+    async fn forget_connection(&self, user: &AppUser, version: u64) -> Result<bool, StoreError>;
+    /// A forgotten connection whose grant is still to be revoked.
+    async fn forgotten_connection(
+        &self,
+        user: &AppUser,
+        now: i64,
+    ) -> Result<Option<Connection>, StoreError>;
     /// Idempotent: deleting a missing connection succeeds.
     async fn delete_connection(&self, user: &AppUser) -> Result<(), StoreError>;
 
@@ -95,8 +122,12 @@ pub trait ConnectionStore: Send + Sync {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum IdempotentOutcome {
-    /// Someone is creating it now.
-    InProgress,
+    /// Someone is creating it now: the claim id of that request, so that a
+    /// claim whose answer was lost (and that the SDK sent again) knows itself.
+    InProgress {
+        #[serde(default)]
+        claim: String,
+    },
     Created {
         board: Board,
     },
@@ -143,6 +174,11 @@ pub fn pending_key(state_hash: &str) -> String {
 
 pub fn completion_key(completion_hash: &str) -> String {
     format!("DONE#{completion_hash}")
+}
+
+/// The count of a user's live flows, for [`AuthorizationStore::admit_flow`].
+pub fn flows_key(user: &AppUser) -> String {
+    format!("FLOWS#{user}")
 }
 
 pub fn connection_key(user: &AppUser) -> String {

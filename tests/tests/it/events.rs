@@ -290,10 +290,18 @@ async fn a_batch_of_ten_with_two_bad_messages() {
     assert_eq!(by_reason["invalid_board"].user_id.as_deref(), Some("fay"));
     let not_connected = by_reason["miro_authorization_required"];
     assert_eq!(not_connected.user_id.as_deref(), Some("not-connected"));
-    assert!(not_connected
-        .authorize_url
-        .as_deref()
-        .is_some_and(|u| u.contains("/oauth/authorize")));
+    // An event starts no flow: whoever reads the bus gets no consent link
+    // bound to this user, and no pending authorization was stored for one.
+    let pending = crate::support::scan(&app.dynamo, &app.table)
+        .await
+        .into_iter()
+        .filter(|item| {
+            item.get("pk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|pk| pk.starts_with("AUTHZ#"))
+        })
+        .count();
+    assert_eq!(pending, 0, "an event started a flow");
 }
 
 #[tokio::test]

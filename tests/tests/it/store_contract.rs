@@ -26,6 +26,7 @@ fn user(name: &str) -> AppUser {
 fn request(owner: &str) -> AuthorizationRequest {
     AuthorizationRequest {
         user: user(owner),
+        flow_secret_hash: Secret::random().digest(),
         return_to: "https://app.example.test/done?x=1".into(),
         team_id: Some("3458764517517818867".into()),
         intent: Some(BoardRequest {
@@ -152,6 +153,7 @@ async fn completion_keeps_its_code_and_is_single_use(store: Arc<dyn Store>) {
     let c = Completion {
         completion_hash: Secret::random().digest(),
         code: Secret::new("code-abc"),
+        code_verifier: Secret::random(),
         request: request("alice"),
         expires_at: now() + 600,
     };
@@ -334,6 +336,123 @@ async fn refresh_lease_is_exclusive_and_versioned(store: Arc<dyn Store>) {
     );
 }
 
+async fn live_flows_are_bounded_until_they_expire(store: Arc<dyn Store>) {
+    let u = user(&format!("flows-{}", Secret::random().digest()));
+    let t = now();
+    for i in 0..3 {
+        assert_eq!(
+            store.admit_flow(&u, t + 600 + i, t, 3).await.expect("admit"),
+            None,
+            "flow {i}"
+        );
+    }
+    assert_eq!(
+        store.admit_flow(&u, t + 700, t + 10, 3).await.expect("admit"),
+        Some(t + 602),
+        "full until the last counted flow expires"
+    );
+    assert_eq!(
+        store.admit_flow(&u, t + 1300, t + 602, 3).await.expect("admit"),
+        None,
+        "all expired: counting starts afresh"
+    );
+    assert_eq!(
+        store.admit_flow(&user("someone-else"), t + 600, t, 3).await.expect("admit"),
+        None,
+        "per user"
+    );
+}
+
+async fn a_forgotten_connection_reads_as_gone_and_keeps_its_grant(store: Arc<dyn Store>) {
+    let c = connection("frank", Some(now() + 86_400));
+    assert_eq!(store.put_connection(&c).await.expect("put"), None);
+    assert!(!store
+        .forget_connection(&c.user, c.version + 1)
+        .await
+        .expect("forget"));
+    assert!(store
+        .forget_connection(&c.user, c.version)
+        .await
+        .expect("forget"));
+    assert_eq!(store.get_connection(&c.user, now()).await.expect("get"), None);
+    let forgotten = store
+        .forgotten_connection(&c.user, now())
+        .await
+        .expect("read")
+        .expect("kept for its revocation");
+    assert_eq!(forgotten.access_token, c.access_token);
+    assert!(forgotten.version > c.version, "its version moved on");
+    assert!(
+        !store
+            .try_lease(&c.user, c.version, "late", now() + 30, now())
+            .await
+            .expect("lease"),
+        "a refresher of the old version cannot lease it"
+    );
+    assert!(
+        !store
+            .replace_tokens(&c, c.version)
+            .await
+            .expect("replace"),
+        "nor write over it"
+    );
+    // A reconnect replaces it and hands back its grant to revoke.
+    let mut again = connection("frank", Some(now() + 86_400));
+    again.version = miro_connect::domain::first_version();
+    let replaced = store.put_connection(&again).await.expect("put");
+    assert_eq!(
+        replaced.map(|r| r.access_token),
+        Some(c.access_token.clone())
+    );
+    assert_eq!(
+        store.forgotten_connection(&c.user, now()).await.expect("read"),
+        None
+    );
+    assert!(store
+        .delete_connection_at(&c.user, again.version)
+        .await
+        .expect("delete"));
+}
+
+async fn idempotency_claims_settle_and_release(store: Arc<dyn Store>) {
+    use miro_connect::store::{IdempotencyRecord, IdempotentOutcome};
+    let u = user("idem");
+    let key = Secret::random().digest();
+    let t = now();
+    let claim = IdempotencyRecord {
+        request_hash: "h1".into(),
+        outcome: IdempotentOutcome::InProgress {
+            claim: "c1".into(),
+        },
+        expires_at: t + 86_400,
+    };
+    assert_eq!(store.claim(&u, &key, &claim, t).await.expect("claim"), None);
+    assert_eq!(
+        store.claim(&u, &key, &claim, t).await.expect("claim"),
+        Some(claim.clone()),
+        "taken: the first claim comes back, with its claim id"
+    );
+    let done = IdempotencyRecord {
+        outcome: IdempotentOutcome::Unknown,
+        ..claim.clone()
+    };
+    store.settle(&u, &key, &done).await.expect("settle");
+    assert_eq!(
+        store.claim(&u, &key, &claim, t).await.expect("claim"),
+        Some(done)
+    );
+    store.release(&u, &key).await.expect("release");
+    assert_eq!(store.claim(&u, &key, &claim, t).await.expect("claim"), None);
+    assert_eq!(
+        store
+            .claim(&u, &key, &claim, t + 86_400)
+            .await
+            .expect("claim"),
+        None,
+        "an expired record is free again, whenever TTL runs"
+    );
+}
+
 macro_rules! contract {
     ($adapter:ident, $make:expr) => {
         mod $adapter {
@@ -362,6 +481,19 @@ macro_rules! contract {
             #[tokio::test]
             async fn refresh_lease_is_exclusive_and_versioned() {
                 super::refresh_lease_is_exclusive_and_versioned($make.await).await
+            }
+            #[tokio::test]
+            async fn live_flows_are_bounded_until_they_expire() {
+                super::live_flows_are_bounded_until_they_expire($make.await).await
+            }
+            #[tokio::test]
+            async fn a_forgotten_connection_reads_as_gone_and_keeps_its_grant() {
+                super::a_forgotten_connection_reads_as_gone_and_keeps_its_grant($make.await)
+                    .await
+            }
+            #[tokio::test]
+            async fn idempotency_claims_settle_and_release() {
+                super::idempotency_claims_settle_and_release($make.await).await
             }
             #[tokio::test]
             async fn connection_round_trips_and_deletes_idempotently() {

@@ -126,6 +126,8 @@ pub struct TestApp {
     pub sealing_keys: Secret,
     /// Every body our handlers answered with, to look for leaked secrets.
     pub responses: Mutex<Vec<String>>,
+    /// The flow secret of each user's latest flow, as the app's tab keeps it.
+    pub flow_secrets: Mutex<HashMap<String, String>>,
 }
 
 impl TestApp {
@@ -157,6 +159,7 @@ impl TestApp {
             settings,
             sealing_keys,
             responses: Mutex::new(vec![]),
+            flow_secrets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -210,8 +213,20 @@ impl TestApp {
             .expect("write connection");
     }
 
+    /// Items a flow leaves behind: pending authorizations, completions,
+    /// connections, idempotency records. The per-user count of live flows
+    /// (`FLOWS#`) is bookkeeping that expires with them, so it is not counted.
     pub async fn items(&self) -> usize {
-        scan(&self.dynamo, &self.table).await.len()
+        scan(&self.dynamo, &self.table)
+            .await
+            .iter()
+            .filter(|item| {
+                !item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|pk| pk.starts_with("FLOWS#"))
+            })
+            .count()
     }
 
     /// A call as API Gateway makes it; `user` is the verified JWT's `sub`.
@@ -237,6 +252,14 @@ impl TestApp {
         let req = request(method, path_and_query, user, body, content_type);
         let response = route(&self.service, req).await;
         let reply = Reply::from(response);
+        if let (Some(user), Ok(body)) = (user, serde_json::from_str::<Value>(&reply.body)) {
+            if let Some(secret) = body["flow_secret"].as_str() {
+                self.flow_secrets
+                    .lock()
+                    .expect("lock")
+                    .insert(user.to_string(), secret.to_string());
+            }
+        }
         self.responses
             .lock()
             .expect("lock")
@@ -299,8 +322,26 @@ impl TestApp {
             .await
     }
 
+    /// The user's latest flow secret, if a flow was started for them.
+    pub fn flow_secret(&self, user: &str) -> Option<String> {
+        self.flow_secrets.lock().expect("lock").get(user).cloned()
+    }
+
+    /// Completes with the flow secret the user's own tab kept.
     pub async fn complete(&self, user: &str, completion: &str) -> Reply {
-        let body = serde_json::json!({ "completion": completion }).to_string();
+        let secret = self.flow_secret(user);
+        self.complete_with(user, completion, secret.as_deref())
+            .await
+    }
+
+    pub async fn complete_with(
+        &self,
+        user: &str,
+        completion: &str,
+        flow_secret: Option<&str>,
+    ) -> Reply {
+        let body = serde_json::json!({ "completion": completion, "flow_secret": flow_secret })
+            .to_string();
         self.call(
             Method::POST,
             "/miro/authorizations/complete",

@@ -192,3 +192,276 @@ fn the_spec_lists_every_error_code() {
         .collect();
     assert_eq!(listed, codes);
 }
+
+// ---- Who may ask for a board through events ----
+
+fn resource<'a>(t: &'a Yaml, name: &str) -> &'a Yaml {
+    let r = &t["Resources"][name];
+    assert!(!r.is_badvalue(), "no resource {name}");
+    r
+}
+
+/// The logical ids of the resources of one type.
+fn of_type(t: &Yaml, ty: &str) -> Vec<String> {
+    t["Resources"]
+        .as_hash()
+        .expect("resources")
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(ty))
+        .filter_map(|(n, _)| n.as_str().map(str::to_string))
+        .collect()
+}
+
+fn strings(y: &Yaml) -> Vec<String> {
+    match y {
+        Yaml::String(s) => vec![s.clone()],
+        Yaml::Array(a) => a.iter().flat_map(strings).collect(),
+        _ => vec![],
+    }
+}
+
+/// The stack's own event bus (the only one), by logical id.
+fn the_bus(t: &Yaml) -> String {
+    let buses = of_type(t, "AWS::Events::EventBus");
+    assert_eq!(buses.len(), 1, "the stack creates its own event bus");
+    buses[0].clone()
+}
+
+/// The only rule, on the stack's bus.
+fn the_rule(t: &Yaml) -> String {
+    let rules = of_type(t, "AWS::Events::Rule");
+    assert_eq!(rules.len(), 1, "one rule");
+    rules[0].clone()
+}
+
+fn is_list_parameter(t: &Yaml, name: &str) {
+    assert_eq!(
+        t["Parameters"][name]["Type"].as_str(),
+        Some("CommaDelimitedList"),
+        "{name}"
+    );
+    assert!(
+        t["Parameters"][name]["Default"].is_badvalue(),
+        "{name} has no default: the deployer names them"
+    );
+}
+
+#[test]
+fn the_rule_takes_only_board_requests_from_trusted_sources() {
+    use miro_connect::events::{CREATED, FAILED, REQUESTED, SOURCE};
+    let t = template();
+    let bus = the_bus(&t);
+    let rule = resource(&t, &the_rule(&t));
+    assert_eq!(rule["Properties"]["EventBusName"].as_str(), Some(bus.as_str()));
+
+    let pattern = &rule["Properties"]["EventPattern"];
+    assert_eq!(
+        keys(pattern),
+        ["detail-type", "source"].map(String::from).into(),
+        "the pattern matches on exactly the source and the detail-type"
+    );
+    assert_eq!(strings(&pattern["detail-type"]), [REQUESTED]);
+    assert!(!strings(&pattern["detail-type"]).iter().any(|d| d == CREATED || d == FAILED));
+    assert_eq!(
+        pattern["source"].as_str(),
+        Some("TrustedEventSources"),
+        "source is the TrustedEventSources parameter"
+    );
+    is_list_parameter(&t, "TrustedEventSources");
+
+    // Our own outcome events are on the same bus: the deployer may not
+    // trust their source.
+    let refuses_our_source = t["Rules"]
+        .as_hash()
+        .into_iter()
+        .flatten()
+        .flat_map(|(_, r)| r["Assertions"].as_vec().cloned().unwrap_or_default())
+        .any(|a| {
+            // !Not [!Contains [!Ref TrustedEventSources, miro-connect]]
+            let contains = &a["Assert"][0];
+            strings(&contains[0]) == ["TrustedEventSources"]
+                && contains[1].as_str() == Some(SOURCE)
+        });
+    assert!(refuses_our_source, "a template rule keeps {SOURCE} out of TrustedEventSources");
+
+    let targets: Vec<String> = rule["Properties"]["Targets"]
+        .as_vec()
+        .expect("targets")
+        .iter()
+        .map(|t| t["Arn"].as_str().expect("target arn").to_string())
+        .collect();
+    assert_eq!(targets, ["BoardRequestQueue.Arn"]);
+}
+
+#[test]
+fn only_the_named_producers_may_put_events_on_the_bus() {
+    let t = template();
+    let bus_id = the_bus(&t);
+    let bus = resource(&t, &bus_id);
+    is_list_parameter(&t, "EventProducers");
+    let bus_name = bus["Properties"]["Name"].as_str().expect("bus name");
+    let bus_arn = format!(
+        "arn:${{AWS::Partition}}:events:${{AWS::Region}}:${{AWS::AccountId}}:event-bus/{bus_name}"
+    );
+
+    let statements = bus["Properties"]["Policy"]["Statement"]
+        .as_vec()
+        .expect("the bus has a policy");
+    let (allows, denies): (Vec<&Yaml>, Vec<&Yaml>) = statements
+        .iter()
+        .partition(|s| s["Effect"].as_str() == Some("Allow"));
+    assert_eq!(allows.len(), 1, "one grant");
+    let allow = allows[0];
+    assert_eq!(strings(&allow["Principal"]["AWS"]), ["EventProducers"]);
+    assert_eq!(strings(&allow["Action"]), ["events:PutEvents"]);
+    assert_eq!(allow["Resource"].as_str(), Some(bus_arn.as_str()));
+    assert!(allow["Condition"].is_badvalue());
+
+    // IAM alone would let any principal of this account put events: a deny
+    // for everyone but the producers and board-events (its outcomes).
+    assert_eq!(denies.len(), 1, "one refusal");
+    let deny = denies[0];
+    assert_eq!(deny["Effect"].as_str(), Some("Deny"));
+    assert_eq!(deny["Principal"].as_str(), Some("*"));
+    assert_eq!(strings(&deny["Action"]), ["events:PutEvents"]);
+    assert_eq!(deny["Resource"].as_str(), Some(bus_arn.as_str()));
+    let not_producer = &deny["Condition"]["StringNotEquals"];
+    assert_eq!(
+        keys(not_producer),
+        ["aws:PrincipalAccount", "aws:PrincipalArn"].map(String::from).into()
+    );
+    assert_eq!(strings(&not_producer["aws:PrincipalArn"]), ["EventProducers"]);
+    assert_eq!(strings(&not_producer["aws:PrincipalAccount"]), ["EventProducers"]);
+    assert_eq!(
+        keys(&deny["Condition"]),
+        ["ArnNotEquals", "StringNotEquals"].map(String::from).into()
+    );
+    assert_eq!(
+        strings(&deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]),
+        ["BoardEventsFunctionRole.Arn"]
+    );
+
+    // board-events publishes on that bus and nowhere else.
+    let f = resource(&t, "BoardEventsFunction");
+    assert_eq!(
+        f["Properties"]["Environment"]["Variables"]["EVENT_BUS_NAME"].as_str(),
+        Some(bus_id.as_str())
+    );
+    let puts: Vec<&Yaml> = statements_of(f)
+        .filter(|s| strings(&s["Action"]).iter().any(|a| a.starts_with("events:")))
+        .collect();
+    assert_eq!(puts.len(), 1);
+    assert_eq!(strings(&puts[0]["Action"]), ["events:PutEvents"]);
+    assert_eq!(puts[0]["Resource"].as_str(), Some(bus_arn.as_str()));
+    assert!(
+        t["Parameters"]["EventBusName"].is_badvalue(),
+        "no parameter names another bus"
+    );
+}
+
+#[test]
+fn the_queue_takes_messages_only_from_the_rule() {
+    let t = template();
+    let rule = the_rule(&t);
+    let policies = of_type(&t, "AWS::SQS::QueuePolicy");
+    assert_eq!(policies.len(), 1);
+    let policy = resource(&t, &policies[0]);
+    assert_eq!(strings(&policy["Properties"]["Queues"]), ["BoardRequestQueue"]);
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_vec()
+        .expect("statements");
+    assert_eq!(statements.len(), 1);
+    let s = &statements[0];
+    assert_eq!(s["Effect"].as_str(), Some("Allow"));
+    assert_eq!(
+        s["Principal"]["Service"].as_str(),
+        Some("events.amazonaws.com")
+    );
+    assert_eq!(strings(&s["Action"]), ["sqs:SendMessage"]);
+    assert_eq!(s["Resource"].as_str(), Some("BoardRequestQueue.Arn"));
+    assert_eq!(keys(&s["Condition"]), ["ArnEquals".to_string()].into());
+    assert_eq!(
+        strings(&s["Condition"]["ArnEquals"]["aws:SourceArn"]),
+        [format!("{rule}.Arn")]
+    );
+}
+
+// ---- Least privilege by key ----
+
+/// The item kinds (partition key prefixes) each function may touch.
+const ITEM_KINDS: &[(&str, &[&str])] = &[
+    ("auth-start", &["AUTHZ#", "FLOWS#"]),
+    ("auth-callback", &["AUTHZ#", "FLOWS#", "DONE#", "CONN#"]),
+    ("create-board", &["AUTHZ#", "FLOWS#", "CONN#", "IDEM#"]),
+    ("connection", &["CONN#"]),
+    ("board-events", &["CONN#", "IDEM#"]),
+];
+
+fn statements_of(function: &Yaml) -> impl Iterator<Item = &Yaml> {
+    function["Properties"]["Policies"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["Statement"].as_vec().into_iter().flatten())
+}
+
+#[test]
+fn every_role_reaches_only_the_item_kinds_it_uses() {
+    let t = template();
+    let mut seen = BTreeSet::new();
+    for name in of_type(&t, "AWS::Serverless::Function") {
+        let f = resource(&t, &name);
+        let binary = f["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .expect("binary");
+        let (_, kinds) = ITEM_KINDS
+            .iter()
+            .find(|(b, _)| *b == binary)
+            .unwrap_or_else(|| panic!("{binary} is not in the table"));
+        seen.insert(binary);
+        let want: BTreeSet<String> = kinds.iter().map(|k| format!("{k}*")).collect();
+
+        let dynamo: Vec<&Yaml> = statements_of(f)
+            .filter(|s| strings(&s["Action"]).iter().any(|a| a.starts_with("dynamodb:")))
+            .collect();
+        assert_eq!(dynamo.len(), 1, "{name}: one DynamoDB statement");
+        let s = dynamo[0];
+        assert_eq!(s["Effect"].as_str(), Some("Allow"), "{name}");
+        assert_eq!(s["Resource"].as_str(), Some("Table.Arn"), "{name}");
+        assert_eq!(
+            keys(&s["Condition"]),
+            ["ForAllValues:StringLike".to_string()].into(),
+            "{name}"
+        );
+        let like = &s["Condition"]["ForAllValues:StringLike"];
+        assert_eq!(keys(like), ["dynamodb:LeadingKeys".to_string()].into(), "{name}");
+        let leading = strings(&like["dynamodb:LeadingKeys"]);
+        assert_eq!(leading.len(), want.len(), "{name}: {leading:?}");
+        assert_eq!(
+            leading.into_iter().collect::<BTreeSet<_>>(),
+            want,
+            "{name}'s LeadingKeys"
+        );
+
+        // Counters (FLOWS#) and refresh leases (CONN#) are updated in place.
+        let actions = strings(&s["Action"]);
+        if kinds.iter().any(|k| *k == "FLOWS#" || *k == "CONN#") {
+            assert!(
+                actions.iter().any(|a| a == "dynamodb:UpdateItem"),
+                "{name} updates counters or leases"
+            );
+        }
+        assert!(
+            actions.iter().all(|a| [
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem"
+            ]
+            .contains(&a.as_str())),
+            "{name}: single-item actions only (LeadingKeys bounds them): {actions:?}"
+        );
+    }
+    let all: BTreeSet<&str> = ITEM_KINDS.iter().map(|(b, _)| *b).collect();
+    assert_eq!(seen, all, "every function is in the table");
+}
