@@ -92,14 +92,15 @@ where
 {
     match get(name) {
         None => Ok(default),
-        Some(v) => v
-            .parse()
-            .ok()
-            .filter(|x| range.contains(x))
-            .ok_or_else(|| ConfigError::Invalid {
-                name,
-                reason: format!("a number from {} to {}", range.start(), range.end()),
-            }),
+        Some(v) => {
+            v.parse()
+                .ok()
+                .filter(|x| range.contains(x))
+                .ok_or_else(|| ConfigError::Invalid {
+                    name,
+                    reason: format!("a number from {} to {}", range.start(), range.end()),
+                })
+        }
     }
 }
 

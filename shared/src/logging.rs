@@ -66,9 +66,14 @@ mod tests {
                 text.starts_with("warn,lambda_runtime=info,"),
                 "{setting:?}: {text}"
             );
-            assert!(!text.contains("=debug") || setting == Some("debug"), "{text}");
+            assert!(
+                !text.contains("=debug") || setting == Some("debug"),
+                "{text}"
+            );
             assert!(!text.contains("hyper") && !text.contains("aws"), "{text}");
         }
-        assert!(filter(Some("trace")).to_string().contains("miro_connect=trace"));
+        assert!(filter(Some("trace"))
+            .to_string()
+            .contains("miro_connect=trace"));
     }
 }

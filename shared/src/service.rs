@@ -4,8 +4,8 @@
 use crate::clock::{rfc3339, Clock};
 use crate::config::Config;
 use crate::domain::{
-    is_miro_id, AuthorizationRequest, Board, BoardRequest, Completion, Connection,
-    first_version, ConnectionProfile, ConnectionStatus, FlowStarted, PendingAuthorization,
+    first_version, is_miro_id, AuthorizationRequest, Board, BoardRequest, Completion, Connection,
+    ConnectionProfile, ConnectionStatus, FlowStarted, PendingAuthorization,
 };
 use crate::error::Error;
 use crate::identity::AppUser;
@@ -137,7 +137,10 @@ impl Service {
         match tokio::time::timeout(budget, work).await {
             Ok(outcome) => outcome,
             Err(_) => {
-                tracing::error!(budget_ms = self.config.request_timeout_ms, "request budget spent");
+                tracing::error!(
+                    budget_ms = self.config.request_timeout_ms,
+                    "request budget spent"
+                );
                 Err(Error::RequestTimeout)
             }
         }
@@ -489,7 +492,8 @@ impl Service {
                 // Claimed longer ago than any invocation runs: its holder died
                 // somewhere, perhaps after Miro made the board.
                 IdempotentOutcome::InProgress { .. }
-                    if now >= earlier.expires_at - IDEMPOTENCY_TTL_SECONDS + STALE_CLAIM_SECONDS =>
+                    if now
+                        >= earlier.expires_at - IDEMPOTENCY_TTL_SECONDS + STALE_CLAIM_SECONDS =>
                 {
                     return Err(Error::MiroOutcomeUnknown)
                 }

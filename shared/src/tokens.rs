@@ -110,7 +110,7 @@ impl Service {
                 // Written before anything else is done with the new tokens.
                 if self
                     .store
-                    .replace_tokens(&renewed, connection.version)
+                    .replace_tokens(&renewed, connection.version, holder)
                     .await?
                 {
                     tracing::info!(user = %user, version = renewed.version, "tokens refreshed");
@@ -125,10 +125,15 @@ impl Service {
                 Ok(Refreshed::Superseded)
             }
             Err(OAuthError::Rejected(reason)) => {
-                tracing::warn!(user = %user, %reason, "refresh refused: the grant is dead; connection removed");
-                self.store
+                if !self
+                    .store
                     .delete_connection_at(&user, connection.version)
-                    .await?;
+                    .await?
+                {
+                    // A reconnect replaced it meanwhile (and revoked this grant).
+                    return Ok(Refreshed::Superseded);
+                }
+                tracing::warn!(user = %user, %reason, "refresh refused: the grant is dead; connection removed");
                 Ok(Refreshed::Done(None))
             }
             // Not a verdict on the grant: keep the tokens, free the lease.

@@ -13,7 +13,9 @@ pub const NEEDS: Needs = Needs {
 };
 
 pub async fn handle(service: &Service, req: Request) -> Result<Response<Body>, lambda_http::Error> {
-    Ok(http::respond(service.bounded(connection(service, &req)).await))
+    Ok(http::respond(
+        service.bounded(connection(service, &req)).await,
+    ))
 }
 
 async fn connection(service: &Service, req: &Request) -> Result<Response<Body>, Error> {

@@ -5,8 +5,7 @@
 
 use super::{
     completion_key, connection_key, flows_key, idempotency_key, is_live, pending_key,
-    AuthorizationStore,
-    ConnectionStore, IdempotencyRecord, IdempotencyStore, StoreError, Taken,
+    AuthorizationStore, ConnectionStore, IdempotencyRecord, IdempotencyStore, StoreError, Taken,
 };
 use crate::domain::{
     AuthorizationRequest, Completion, Connection, ConnectionProfile, PendingAuthorization,
@@ -38,6 +37,9 @@ const ACCESS_EXPIRES_AT: &str = "access_expires_at";
 const VERSION: &str = "version";
 const LEASE_UNTIL: &str = "lease_until";
 const LEASE_HOLDER: &str = "lease_holder";
+/// The lease holder whose refresh wrote the tokens, so that a retried write
+/// recognises its own.
+const WRITTEN_BY: &str = "written_by";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -350,7 +352,12 @@ impl AuthorizationStore for DynamoStore {
     ) -> Result<Option<i64>, StoreError> {
         let key = flows_key(user);
         // Usually the user has no flow alive: one conditional put starts the count.
-        let mut item = base_item(&key, "flows", AttributeValue::S("{}".into()), Some(expires_at));
+        let mut item = base_item(
+            &key,
+            "flows",
+            AttributeValue::S("{}".into()),
+            Some(expires_at),
+        );
         item.insert(FLOW_COUNT.into(), n(1));
         let started = self
             .client
@@ -554,7 +561,9 @@ impl ConnectionStore for DynamoStore {
             .table_name(&self.table)
             .key(PK, AttributeValue::S(connection_key(user)))
             .update_expression("SET #lu = :until, #lh = :holder")
-            .condition_expression("#v = :v AND (attribute_not_exists(#lu) OR #lu <= :now)")
+            .condition_expression(
+                "#v = :v AND (attribute_not_exists(#lu) OR #lu <= :now OR #lh = :holder)",
+            )
             .expression_attribute_names("#lu", LEASE_UNTIL)
             .expression_attribute_names("#lh", LEASE_HOLDER)
             .expression_attribute_names("#v", VERSION)
@@ -587,15 +596,21 @@ impl ConnectionStore for DynamoStore {
         &self,
         connection: &Connection,
         expected_version: u64,
+        holder: &str,
     ) -> Result<bool, StoreError> {
+        let mut item = self.connection_item(connection)?;
+        item.insert(WRITTEN_BY.into(), AttributeValue::S(holder.to_string()));
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(self.connection_item(connection)?))
-            .condition_expression("#v = :v")
+            .set_item(Some(item))
+            .condition_expression("#v = :v OR (#v = :new AND #wb = :holder)")
             .expression_attribute_names("#v", VERSION)
+            .expression_attribute_names("#wb", WRITTEN_BY)
             .expression_attribute_values(":v", n(expected_version as i64))
+            .expression_attribute_values(":new", n(connection.version as i64))
+            .expression_attribute_values(":holder", AttributeValue::S(holder.to_string()))
             .send()
             .await;
         conditional(result)

@@ -2,8 +2,7 @@
 
 use super::{
     completion_key, connection_key, flows_key, idempotency_key, is_live, pending_key,
-    AuthorizationStore,
-    ConnectionStore, IdempotencyRecord, IdempotencyStore, StoreError, Taken,
+    AuthorizationStore, ConnectionStore, IdempotencyRecord, IdempotencyStore, StoreError, Taken,
 };
 use crate::domain::{Completion, Connection, PendingAuthorization};
 use crate::identity::AppUser;
@@ -20,7 +19,10 @@ enum Item {
     /// Disconnected; its grant still to be revoked at Miro.
     Forgotten(Connection),
     /// Flows started since the user last had none alive, and when the last ends.
-    Flows { count: u32, until: i64 },
+    Flows {
+        count: u32,
+        until: i64,
+    },
     Idempotency(IdempotencyRecord),
 }
 
@@ -220,7 +222,9 @@ impl ConnectionStore for MemoryStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         let taken = self.with_connection(user, |c, lease_holder| {
-            let free = c.version == version && c.lease_until.is_none_or(|t| now >= t);
+            let free = c.version == version
+                && (c.lease_until.is_none_or(|t| now >= t)
+                    || lease_holder.as_deref() == Some(holder));
             if free {
                 c.lease_until = Some(until);
                 *lease_holder = Some(holder.to_string());
@@ -244,6 +248,7 @@ impl ConnectionStore for MemoryStore {
         &self,
         connection: &Connection,
         expected_version: u64,
+        _holder: &str,
     ) -> Result<bool, StoreError> {
         let replaced = self.with_connection(&connection.user, |c, lease_holder| {
             if c.version != expected_version {

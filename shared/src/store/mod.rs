@@ -95,7 +95,8 @@ pub trait ConnectionStore: Send + Sync {
     async fn delete_connection(&self, user: &AppUser) -> Result<(), StoreError>;
 
     /// Takes the refresh lease on `user`'s connection at `version`, unless
-    /// another holder's lease is still running at `now`. True if taken.
+    /// another holder's lease is still running at `now`. True if taken (or
+    /// already `holder`'s: a lease whose answer was lost and sent again).
     async fn try_lease(
         &self,
         user: &AppUser,
@@ -107,11 +108,14 @@ pub trait ConnectionStore: Send + Sync {
     /// Gives the lease back, if `holder` still has it.
     async fn release_lease(&self, user: &AppUser, holder: &str) -> Result<(), StoreError>;
     /// Writes refreshed tokens (`connection.version` is the new version) over
-    /// `expected_version`, dropping the lease. False if the item moved on.
+    /// `expected_version`, dropping the lease `holder` took. False if the
+    /// item moved on. A write that already landed for this `holder` (its
+    /// answer lost and the call sent again) counts as done, not as moved on.
     async fn replace_tokens(
         &self,
         connection: &Connection,
         expected_version: u64,
+        holder: &str,
     ) -> Result<bool, StoreError>;
     /// Deletes the connection only if it is still at `version`: a dead grant
     /// must not take a newer, good one with it. True if deleted.

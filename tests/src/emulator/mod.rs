@@ -176,6 +176,9 @@ struct Faults {
     token_status: Option<u16>,
     /// A refresh rotates the tokens, then its answer never comes.
     stall_refresh: bool,
+    /// Refreshes take effect (rotate) at once, but the answer reaches the
+    /// client only after this many milliseconds.
+    refresh_answer_delay_ms: Option<u64>,
     /// One fault per token call, in order, before `token_fault`.
     token_queue: VecDeque<TokenFault>,
     /// Every token call suffers this until cleared.
@@ -337,6 +340,12 @@ impl Emulator {
 
     /// Refreshes rotate at once (the old pair dies) but are never answered:
     /// what a client sees that freezes right after Miro answered.
+    /// Every refresh takes effect at once (it rotates) and is answered
+    /// after `ms`: a slow network between the client and Miro.
+    pub fn delay_refresh_answers(&self, ms: Option<u64>) {
+        self.shared.world().faults.refresh_answer_delay_ms = ms;
+    }
+
     pub fn stall_refreshes(&self, stall: bool) {
         self.shared.world().faults.stall_refresh = stall;
     }

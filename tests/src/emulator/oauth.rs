@@ -207,6 +207,12 @@ pub(super) async fn token(
     if stall {
         std::future::pending::<()>().await;
     }
+    let is_refresh =
+        url::form_urlencoded::parse(&body).any(|(k, v)| k == "grant_type" && v == "refresh_token");
+    let delay = shared.world().faults.refresh_answer_delay_ms;
+    if let (Some(ms), true) = (delay, is_refresh) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     response
 }
 

@@ -270,8 +270,9 @@ async fn a_redirect_uri_miro_does_not_know_is_refused_at_the_emulator() {
 
     // And a code issued for the right URI does not exchange under the wrong one.
     let completion = app.authorize("gina").await;
-    let body = serde_json::json!({ "completion": completion, "flow_secret": app.flow_secret("gina") })
-        .to_string();
+    let body =
+        serde_json::json!({ "completion": completion, "flow_secret": app.flow_secret("gina") })
+            .to_string();
     let req = crate::support::request(
         Method::POST,
         "/miro/authorizations/complete",

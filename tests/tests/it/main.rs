@@ -9,3 +9,4 @@ mod store_contract;
 mod support;
 mod template;
 mod tokens;
+mod trust;

@@ -291,13 +291,13 @@ async fn refresh_lease_is_exclusive_and_versioned(store: Arc<dyn Store>) {
     };
     assert!(
         !store
-            .replace_tokens(&renewed, c.version + 5)
+            .replace_tokens(&renewed, c.version + 5, "h")
             .await
             .expect("replace"),
         "wrong version"
     );
     assert!(store
-        .replace_tokens(&renewed, c.version)
+        .replace_tokens(&renewed, c.version, "h")
         .await
         .expect("replace"));
     let read = store
@@ -341,23 +341,35 @@ async fn live_flows_are_bounded_until_they_expire(store: Arc<dyn Store>) {
     let t = now();
     for i in 0..3 {
         assert_eq!(
-            store.admit_flow(&u, t + 600 + i, t, 3).await.expect("admit"),
+            store
+                .admit_flow(&u, t + 600 + i, t, 3)
+                .await
+                .expect("admit"),
             None,
             "flow {i}"
         );
     }
     assert_eq!(
-        store.admit_flow(&u, t + 700, t + 10, 3).await.expect("admit"),
+        store
+            .admit_flow(&u, t + 700, t + 10, 3)
+            .await
+            .expect("admit"),
         Some(t + 602),
         "full until the last counted flow expires"
     );
     assert_eq!(
-        store.admit_flow(&u, t + 1300, t + 602, 3).await.expect("admit"),
+        store
+            .admit_flow(&u, t + 1300, t + 602, 3)
+            .await
+            .expect("admit"),
         None,
         "all expired: counting starts afresh"
     );
     assert_eq!(
-        store.admit_flow(&user("someone-else"), t + 600, t, 3).await.expect("admit"),
+        store
+            .admit_flow(&user("someone-else"), t + 600, t, 3)
+            .await
+            .expect("admit"),
         None,
         "per user"
     );
@@ -374,7 +386,10 @@ async fn a_forgotten_connection_reads_as_gone_and_keeps_its_grant(store: Arc<dyn
         .forget_connection(&c.user, c.version)
         .await
         .expect("forget"));
-    assert_eq!(store.get_connection(&c.user, now()).await.expect("get"), None);
+    assert_eq!(
+        store.get_connection(&c.user, now()).await.expect("get"),
+        None
+    );
     let forgotten = store
         .forgotten_connection(&c.user, now())
         .await
@@ -391,7 +406,7 @@ async fn a_forgotten_connection_reads_as_gone_and_keeps_its_grant(store: Arc<dyn
     );
     assert!(
         !store
-            .replace_tokens(&c, c.version)
+            .replace_tokens(&c, c.version, "late")
             .await
             .expect("replace"),
         "nor write over it"
@@ -405,7 +420,10 @@ async fn a_forgotten_connection_reads_as_gone_and_keeps_its_grant(store: Arc<dyn
         Some(c.access_token.clone())
     );
     assert_eq!(
-        store.forgotten_connection(&c.user, now()).await.expect("read"),
+        store
+            .forgotten_connection(&c.user, now())
+            .await
+            .expect("read"),
         None
     );
     assert!(store
@@ -421,9 +439,7 @@ async fn idempotency_claims_settle_and_release(store: Arc<dyn Store>) {
     let t = now();
     let claim = IdempotencyRecord {
         request_hash: "h1".into(),
-        outcome: IdempotentOutcome::InProgress {
-            claim: "c1".into(),
-        },
+        outcome: IdempotentOutcome::InProgress { claim: "c1".into() },
         expires_at: t + 86_400,
     };
     assert_eq!(store.claim(&u, &key, &claim, t).await.expect("claim"), None);
@@ -488,8 +504,7 @@ macro_rules! contract {
             }
             #[tokio::test]
             async fn a_forgotten_connection_reads_as_gone_and_keeps_its_grant() {
-                super::a_forgotten_connection_reads_as_gone_and_keeps_its_grant($make.await)
-                    .await
+                super::a_forgotten_connection_reads_as_gone_and_keeps_its_grant($make.await).await
             }
             #[tokio::test]
             async fn idempotency_claims_settle_and_release() {

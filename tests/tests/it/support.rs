@@ -136,6 +136,11 @@ impl TestApp {
     }
 
     pub async fn with_emulator(config: EmulatorConfig) -> Self {
+        Self::with(config, &[]).await
+    }
+
+    /// A deployment whose settings differ from the defaults by `extra`.
+    pub async fn with(config: EmulatorConfig, extra: &[(&str, &str)]) -> Self {
         init_logs();
         let emulator = Emulator::start(config).await.expect("emulator");
         let dynamo = dynamo_client(Backend::DynamoDbLocal).await;
@@ -147,7 +152,10 @@ impl TestApp {
             sealer(&sealing_keys),
         ));
         let clock = Arc::new(OffsetClock::default());
-        let settings = settings(&emulator, &table);
+        let mut settings = settings(&emulator, &table);
+        for (k, v) in extra {
+            settings.insert(k.to_string(), v.to_string());
+        }
         let service = service_with(&settings, store.clone(), clock.clone());
         Self {
             emulator,
@@ -340,8 +348,8 @@ impl TestApp {
         completion: &str,
         flow_secret: Option<&str>,
     ) -> Reply {
-        let body = serde_json::json!({ "completion": completion, "flow_secret": flow_secret })
-            .to_string();
+        let body =
+            serde_json::json!({ "completion": completion, "flow_secret": flow_secret }).to_string();
         self.call(
             Method::POST,
             "/miro/authorizations/complete",

@@ -252,7 +252,10 @@ fn the_rule_takes_only_board_requests_from_trusted_sources() {
     let t = template();
     let bus = the_bus(&t);
     let rule = resource(&t, &the_rule(&t));
-    assert_eq!(rule["Properties"]["EventBusName"].as_str(), Some(bus.as_str()));
+    assert_eq!(
+        rule["Properties"]["EventBusName"].as_str(),
+        Some(bus.as_str())
+    );
 
     let pattern = &rule["Properties"]["EventPattern"];
     assert_eq!(
@@ -261,7 +264,9 @@ fn the_rule_takes_only_board_requests_from_trusted_sources() {
         "the pattern matches on exactly the source and the detail-type"
     );
     assert_eq!(strings(&pattern["detail-type"]), [REQUESTED]);
-    assert!(!strings(&pattern["detail-type"]).iter().any(|d| d == CREATED || d == FAILED));
+    assert!(!strings(&pattern["detail-type"])
+        .iter()
+        .any(|d| d == CREATED || d == FAILED));
     assert_eq!(
         pattern["source"].as_str(),
         Some("TrustedEventSources"),
@@ -279,10 +284,12 @@ fn the_rule_takes_only_board_requests_from_trusted_sources() {
         .any(|a| {
             // !Not [!Contains [!Ref TrustedEventSources, miro-connect]]
             let contains = &a["Assert"][0];
-            strings(&contains[0]) == ["TrustedEventSources"]
-                && contains[1].as_str() == Some(SOURCE)
+            strings(&contains[0]) == ["TrustedEventSources"] && contains[1].as_str() == Some(SOURCE)
         });
-    assert!(refuses_our_source, "a template rule keeps {SOURCE} out of TrustedEventSources");
+    assert!(
+        refuses_our_source,
+        "a template rule keeps {SOURCE} out of TrustedEventSources"
+    );
 
     let targets: Vec<String> = rule["Properties"]["Targets"]
         .as_vec()
@@ -328,10 +335,18 @@ fn only_the_named_producers_may_put_events_on_the_bus() {
     let not_producer = &deny["Condition"]["StringNotEquals"];
     assert_eq!(
         keys(not_producer),
-        ["aws:PrincipalAccount", "aws:PrincipalArn"].map(String::from).into()
+        ["aws:PrincipalAccount", "aws:PrincipalArn"]
+            .map(String::from)
+            .into()
     );
-    assert_eq!(strings(&not_producer["aws:PrincipalArn"]), ["EventProducers"]);
-    assert_eq!(strings(&not_producer["aws:PrincipalAccount"]), ["EventProducers"]);
+    assert_eq!(
+        strings(&not_producer["aws:PrincipalArn"]),
+        ["EventProducers"]
+    );
+    assert_eq!(
+        strings(&not_producer["aws:PrincipalAccount"]),
+        ["EventProducers"]
+    );
     assert_eq!(
         keys(&deny["Condition"]),
         ["ArnNotEquals", "StringNotEquals"].map(String::from).into()
@@ -348,7 +363,11 @@ fn only_the_named_producers_may_put_events_on_the_bus() {
         Some(bus_id.as_str())
     );
     let puts: Vec<&Yaml> = statements_of(f)
-        .filter(|s| strings(&s["Action"]).iter().any(|a| a.starts_with("events:")))
+        .filter(|s| {
+            strings(&s["Action"])
+                .iter()
+                .any(|a| a.starts_with("events:"))
+        })
         .collect();
     assert_eq!(puts.len(), 1);
     assert_eq!(strings(&puts[0]["Action"]), ["events:PutEvents"]);
@@ -366,7 +385,10 @@ fn the_queue_takes_messages_only_from_the_rule() {
     let policies = of_type(&t, "AWS::SQS::QueuePolicy");
     assert_eq!(policies.len(), 1);
     let policy = resource(&t, &policies[0]);
-    assert_eq!(strings(&policy["Properties"]["Queues"]), ["BoardRequestQueue"]);
+    assert_eq!(
+        strings(&policy["Properties"]["Queues"]),
+        ["BoardRequestQueue"]
+    );
     let statements = policy["Properties"]["PolicyDocument"]["Statement"]
         .as_vec()
         .expect("statements");
@@ -422,7 +444,11 @@ fn every_role_reaches_only_the_item_kinds_it_uses() {
         let want: BTreeSet<String> = kinds.iter().map(|k| format!("{k}*")).collect();
 
         let dynamo: Vec<&Yaml> = statements_of(f)
-            .filter(|s| strings(&s["Action"]).iter().any(|a| a.starts_with("dynamodb:")))
+            .filter(|s| {
+                strings(&s["Action"])
+                    .iter()
+                    .any(|a| a.starts_with("dynamodb:"))
+            })
             .collect();
         assert_eq!(dynamo.len(), 1, "{name}: one DynamoDB statement");
         let s = dynamo[0];
@@ -434,7 +460,11 @@ fn every_role_reaches_only_the_item_kinds_it_uses() {
             "{name}"
         );
         let like = &s["Condition"]["ForAllValues:StringLike"];
-        assert_eq!(keys(like), ["dynamodb:LeadingKeys".to_string()].into(), "{name}");
+        assert_eq!(
+            keys(like),
+            ["dynamodb:LeadingKeys".to_string()].into(),
+            "{name}"
+        );
         let leading = strings(&like["dynamodb:LeadingKeys"]);
         assert_eq!(leading.len(), want.len(), "{name}: {leading:?}");
         assert_eq!(
