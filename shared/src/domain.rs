@@ -1,6 +1,5 @@
 //! The things this service keeps and hands out.
 
-use crate::error::Error;
 use crate::identity::AppUser;
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -97,22 +96,27 @@ pub enum InviteAccess {
     NoAccess,
 }
 
+/// A board request Miro would refuse, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidBoard(pub String);
+
 pub const BOARD_NAME_MAX: usize = 60;
 pub const BOARD_DESCRIPTION_MAX: usize = 300;
 
 impl BoardRequest {
-    pub fn validate(&self) -> Result<(), Error> {
+    pub fn validate(&self) -> Result<(), InvalidBoard> {
         if let Some(name) = &self.name {
             let len = name.chars().count();
             if len == 0 || len > BOARD_NAME_MAX {
-                return Err(Error::InvalidBoard(format!(
+                return Err(InvalidBoard(format!(
                     "name must be 1 to {BOARD_NAME_MAX} characters"
                 )));
             }
         }
         if let Some(description) = &self.description {
             if description.chars().count() > BOARD_DESCRIPTION_MAX {
-                return Err(Error::InvalidBoard(format!(
+                return Err(InvalidBoard(format!(
                     "description must be at most {BOARD_DESCRIPTION_MAX} characters"
                 )));
             }
@@ -120,7 +124,7 @@ impl BoardRequest {
         for (field, value) in [("team_id", &self.team_id), ("project_id", &self.project_id)] {
             if let Some(id) = value {
                 if !is_miro_id(id) {
-                    return Err(Error::InvalidBoard(format!(
+                    return Err(InvalidBoard(format!(
                         "{field} must be a Miro id (1 to 64 letters, digits, '-', '_' or '=')"
                     )));
                 }

@@ -1,8 +1,10 @@
 //! Every way a request can fail, as one type. [`crate::http::respond`] maps it
-//! to a response in one place.
+//! to a response (status, `Retry-After`, body) in one place. The core's own
+//! small errors (an invalid board, an invalid user) convert into it with `From`;
+//! so do the store's (in [`crate::store`]).
 
-use crate::domain::FlowStarted;
-use crate::store::StoreError;
+use crate::domain::{FlowStarted, InvalidBoard};
+use crate::identity::InvalidUser;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -10,8 +12,6 @@ pub enum Error {
     Unauthenticated,
     #[error("this route does not take that method")]
     MethodNotAllowed,
-    #[error("no such route")]
-    NotFound,
     #[error("the body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
     #[error("the body is larger than {0} bytes")]
@@ -48,8 +48,9 @@ pub enum Error {
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still in progress")]
     IdempotencyInProgress,
+    /// The store failed (its detail is for the log, never the caller).
     #[error("storage is unavailable")]
-    Storage(#[from] StoreError),
+    Storage(String),
     #[error("the request could not finish in time; try again")]
     RequestTimeout,
     #[error("internal error")]
@@ -57,10 +58,9 @@ pub enum Error {
 }
 
 /// Every `error` code the API answers with (`openapi.yaml` lists the same).
-pub const CODES: [&str; 23] = [
+pub const CODES: [&str; 22] = [
     "unauthenticated",
     "method_not_allowed",
-    "not_found",
     "unsupported_media_type",
     "payload_too_large",
     "malformed_json",
@@ -98,7 +98,6 @@ impl Error {
         match self {
             Error::Unauthenticated => "unauthenticated",
             Error::MethodNotAllowed => "method_not_allowed",
-            Error::NotFound => "not_found",
             Error::UnsupportedMediaType => "unsupported_media_type",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::MalformedJson => "malformed_json",
@@ -121,64 +120,41 @@ impl Error {
             Error::Internal(_) => "internal_error",
         }
     }
+}
 
-    #[cfg_attr(feature = "mutant", allow(unreachable_patterns))]
-    pub fn status(&self) -> u16 {
-        match self {
-            Error::Unauthenticated | Error::AuthorizationRequired(_) => 401,
-            Error::CompletionForbidden => 403,
-            Error::IdempotencyInProgress => 409,
-            Error::MiroOutcomeUnknown => 502,
-            Error::NotFound => 404,
-            Error::MethodNotAllowed => 405,
-            Error::PayloadTooLarge(_) => 413,
-            Error::UnsupportedMediaType => 415,
-            Error::MalformedJson
-            | Error::InvalidParameter(_)
-            | Error::ReturnToNotAllowed
-            | Error::InvalidCompletion => 400,
-            // The one rule the `mutant` feature flips, so that the fuzzers and
-            // schemathesis can show that they catch a handler that breaks it.
-            #[cfg(feature = "mutant")]
-            Error::InvalidBoard(_) => 500,
-            Error::InvalidBody(_)
-            | Error::InvalidBoard(_)
-            | Error::MiroRejected { .. }
-            | Error::IdempotencyKeyReused => 422,
-            Error::MiroRateLimited { .. } | Error::TooManyAuthorizations { .. } => 429,
-            Error::MiroUnavailable { .. } | Error::Storage(_) | Error::RequestTimeout => 503,
-            Error::Internal(_) => 500,
-        }
-    }
-
-    /// Seconds for `Retry-After`, where waiting is the remedy.
-    pub fn retry_after(&self) -> Option<u64> {
-        match self {
-            Error::MiroRateLimited {
-                retry_after_seconds,
-            }
-            | Error::MiroUnavailable {
-                retry_after_seconds,
-            }
-            | Error::TooManyAuthorizations {
-                retry_after_seconds,
-            } => Some(*retry_after_seconds),
-            Error::Storage(_) | Error::IdempotencyInProgress | Error::RequestTimeout => Some(1),
-            _ => None,
-        }
+impl From<InvalidBoard> for Error {
+    fn from(e: InvalidBoard) -> Self {
+        Error::InvalidBoard(e.0)
     }
 }
+
+impl From<InvalidUser> for Error {
+    fn from(_: InvalidUser) -> Self {
+        Error::Unauthenticated
+    }
+}
+
+/// Codes the edge answers (API Gateway, or the local server in its place)
+/// for a path that no function serves.
+pub const EDGE_CODES: [&str; 1] = ["not_found"];
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn every_variant_has_a_listed_code_and_a_status() {
-        let all = [
+    fn every_variant_has_a_listed_code() {
+        let codes: Vec<&str> = examples().iter().map(Error::code).collect();
+        assert_eq!(codes, CODES.to_vec());
+    }
+}
+
+/// One error of each kind, in the order of [`CODES`].
+#[cfg(test)]
+pub(crate) fn examples() -> Vec<Error> {
+    vec![
             Error::Unauthenticated,
             Error::MethodNotAllowed,
-            Error::NotFound,
             Error::UnsupportedMediaType,
             Error::PayloadTooLarge(1),
             Error::MalformedJson,
@@ -205,23 +181,8 @@ mod tests {
             Error::MiroOutcomeUnknown,
             Error::IdempotencyKeyReused,
             Error::IdempotencyInProgress,
-            Error::Storage(StoreError::Conflict),
+            Error::Storage(String::new()),
             Error::RequestTimeout,
             Error::Internal(String::new()),
-        ];
-        let codes: Vec<&str> = all.iter().map(Error::code).collect();
-        assert_eq!(codes, CODES.to_vec());
-        // Only faults of Miro or of this service are 5xx; everything else is the caller's to fix.
-        for e in &all {
-            let server_side = matches!(
-                e,
-                Error::MiroUnavailable { .. }
-                    | Error::MiroOutcomeUnknown
-                    | Error::Storage(_)
-                    | Error::RequestTimeout
-                    | Error::Internal(_)
-            );
-            assert_eq!(e.status() >= 500, server_side, "{e:?}");
-        }
-    }
+    ]
 }

@@ -2,8 +2,10 @@
 //! out, errors mapped to responses in one place, security headers everywhere.
 
 use crate::error::Error;
+use crate::identity::AppUser;
 use lambda_http::http::{header, HeaderValue, Method, Response, StatusCode};
-use lambda_http::{Body, Request};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
@@ -49,9 +51,56 @@ pub fn no_content() -> Response<Body> {
     build(StatusCode::NO_CONTENT, "application/json", Body::Empty)
 }
 
+/// The HTTP status of an error: 4xx for anything the caller can fix.
+#[cfg_attr(feature = "mutant", allow(unreachable_patterns))]
+pub fn status(e: &Error) -> StatusCode {
+    let code = match e {
+        Error::Unauthenticated | Error::AuthorizationRequired(_) => 401,
+        Error::CompletionForbidden => 403,
+        Error::IdempotencyInProgress => 409,
+        Error::MiroOutcomeUnknown => 502,
+        Error::MethodNotAllowed => 405,
+        Error::PayloadTooLarge(_) => 413,
+        Error::UnsupportedMediaType => 415,
+        Error::MalformedJson
+        | Error::InvalidParameter(_)
+        | Error::ReturnToNotAllowed
+        | Error::InvalidCompletion => 400,
+        // The one rule the `mutant` feature flips, so that the fuzzers and
+        // schemathesis can show that they catch a handler that breaks it.
+        #[cfg(feature = "mutant")]
+        Error::InvalidBoard(_) => 500,
+        Error::InvalidBody(_)
+        | Error::InvalidBoard(_)
+        | Error::MiroRejected { .. }
+        | Error::IdempotencyKeyReused => 422,
+        Error::MiroRateLimited { .. } | Error::TooManyAuthorizations { .. } => 429,
+        Error::MiroUnavailable { .. } | Error::Storage(_) | Error::RequestTimeout => 503,
+        Error::Internal(_) => 500,
+    };
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// Seconds for `Retry-After`, where waiting is the remedy.
+pub fn retry_after(e: &Error) -> Option<u64> {
+    match e {
+        Error::MiroRateLimited {
+            retry_after_seconds,
+        }
+        | Error::MiroUnavailable {
+            retry_after_seconds,
+        }
+        | Error::TooManyAuthorizations {
+            retry_after_seconds,
+        } => Some(*retry_after_seconds),
+        Error::Storage(_) | Error::IdempotencyInProgress | Error::RequestTimeout => Some(1),
+        _ => None,
+    }
+}
+
 /// `{"error": code, "message": …}`, plus what the one-click path needs.
 pub fn error(e: &Error) -> Response<Body> {
-    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = status(e);
     let body = match e {
         Error::AuthorizationRequired(Some(flow)) => json!({
             "error": e.code(),
@@ -66,7 +115,7 @@ pub fn error(e: &Error) -> Response<Body> {
         tracing::error!(error = %e, code = e.code(), "request failed");
     }
     let mut response = build(status, "application/json", Body::Text(body.to_string()));
-    if let Some(seconds) = e.retry_after() {
+    if let Some(seconds) = retry_after(e) {
         if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
@@ -113,7 +162,7 @@ Go back to the app and start again.</p></body></html>";
 /// 503 with `Retry-After` (a browser navigation gets a page, not JSON).
 pub fn unavailable_page(e: &Error) -> Response<Body> {
     let mut response = error_page(StatusCode::SERVICE_UNAVAILABLE);
-    let seconds = e.retry_after().unwrap_or(1);
+    let seconds = retry_after(e).unwrap_or(1);
     if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, v);
     }
@@ -192,4 +241,67 @@ pub fn query_pairs(req: &Request) -> Result<Vec<(String, String)>, Error> {
         pairs.push((k.into_owned(), v.into_owned()));
     }
     Ok(pairs)
+}
+
+/// The user from the request context's JWT claims. Nothing in the body, the
+/// query or a header is ever taken as the user.
+pub fn app_user(req: &Request) -> Result<AppUser, Error> {
+    let Some(RequestContext::ApiGatewayV2(ctx)) = req.request_context_ref() else {
+        return Err(Error::Unauthenticated);
+    };
+    let sub = ctx
+        .authorizer
+        .as_ref()
+        .and_then(|a| a.jwt.as_ref())
+        .and_then(|jwt| jwt.claims.get("sub"))
+        .ok_or(Error::Unauthenticated)?;
+    Ok(AppUser::parse(sub)?)
+}
+
+/// The request context API Gateway's JWT authorizer produces for `sub`: what
+/// the local server and the tests hand a handler after verifying a JWT.
+pub fn authorizer_context(sub: &str) -> RequestContext {
+    use lambda_http::aws_lambda_events::apigw::{
+        ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
+        ApiGatewayV2httpRequestContext,
+    };
+    let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+    jwt.claims.insert("sub".to_string(), sub.to_string());
+    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+    authorizer.jwt = Some(jwt);
+    let mut ctx = ApiGatewayV2httpRequestContext::default();
+    ctx.authorizer = Some(authorizer);
+    RequestContext::ApiGatewayV2(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_faults_of_miro_or_of_this_service_are_5xx() {
+        for e in crate::error::examples() {
+            let server_side = matches!(
+                e,
+                Error::MiroUnavailable { .. }
+                    | Error::MiroOutcomeUnknown
+                    | Error::Storage(_)
+                    | Error::RequestTimeout
+                    | Error::Internal(_)
+            );
+            assert_eq!(status(&e).is_server_error(), server_side, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn reads_sub_from_authorizer_claims_only() {
+        let req = Request::default().with_request_context(authorizer_context("user-1"));
+        assert_eq!(app_user(&req).expect("user").as_str(), "user-1");
+
+        let mut spoofed = Request::default();
+        spoofed
+            .headers_mut()
+            .insert("x-user-id", HeaderValue::from_static("user-1"));
+        assert!(matches!(app_user(&spoofed), Err(Error::Unauthenticated)));
+    }
 }

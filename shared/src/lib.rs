@@ -21,7 +21,6 @@ pub mod seal;
 pub mod secret;
 pub mod service;
 pub mod store;
-pub mod tokens;
 
 pub use error::Error;
 pub use service::Service;

@@ -8,7 +8,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use miro_connect::clock::SystemClock;
 use miro_connect::config::Config;
 use miro_connect::events::{Disposition, Outcome};
-use miro_connect::identity::authorizer_context;
+use miro_connect::http::authorizer_context;
 use miro_connect::oauth::{MiroOAuthError, MiroTokenResponse};
 use miro_connect::seal::Sealer;
 use miro_connect::service::Deadline;

@@ -6,7 +6,7 @@ use lambda_http::{Body, Request, Response};
 use miro_connect::bootstrap::Needs;
 use miro_connect::secret::Secret;
 use miro_connect::service::{CallbackOutcome, CallbackParams, CompleteAuthorization};
-use miro_connect::{http, identity, Error, Service};
+use miro_connect::{http, Error, Service};
 
 /// Exchanges, refreshes or revokes: the client secret and the sealing keys.
 pub const NEEDS: Needs = Needs {
@@ -47,7 +47,7 @@ async fn callback(service: &Service, req: &Request) -> Response<Body> {
 }
 
 async fn complete(service: &Service, req: &Request) -> Result<Response<Body>, Error> {
-    let user = identity::app_user(req)?;
+    let user = http::app_user(req)?;
     let body: CompleteAuthorization = http::json_body(req)?;
     let completed = service
         .complete_authorization(&user, &body.completion, body.flow_secret.as_deref())

@@ -4,7 +4,7 @@
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use miro_connect::bootstrap::Needs;
-use miro_connect::{http, identity, Error, Service};
+use miro_connect::{http, Error, Service};
 
 /// Exchanges, refreshes or revokes: the client secret and the sealing keys.
 pub const NEEDS: Needs = Needs {
@@ -19,7 +19,7 @@ pub async fn handle(service: &Service, req: Request) -> Result<Response<Body>, l
 }
 
 async fn connection(service: &Service, req: &Request) -> Result<Response<Body>, Error> {
-    let user = identity::app_user(req)?;
+    let user = http::app_user(req)?;
     match *req.method() {
         Method::GET => {
             let status = service.connection_status(&user).await?;

@@ -7,7 +7,7 @@ use lambda_http::{Body, Request, Response};
 use miro_connect::bootstrap::Needs;
 use miro_connect::domain::BoardRequest;
 use miro_connect::service::Deadline;
-use miro_connect::{http, identity, Error, Service};
+use miro_connect::{http, Error, Service};
 
 /// Exchanges, refreshes or revokes: the client secret and the sealing keys.
 pub const NEEDS: Needs = Needs {
@@ -21,7 +21,7 @@ pub async fn handle(service: &Service, req: Request) -> Result<Response<Body>, l
 
 async fn create(service: &Service, req: &Request) -> Result<Response<Body>, Error> {
     http::require_method(req, Method::POST)?;
-    let user = identity::app_user(req)?;
+    let user = http::app_user(req)?;
     let key = match req.headers().get("idempotency-key") {
         Some(v) => Some(
             v.to_str()

@@ -27,6 +27,12 @@ pub enum StoreError {
     Conflict,
 }
 
+impl From<StoreError> for crate::error::Error {
+    fn from(e: StoreError) -> Self {
+        crate::error::Error::Storage(e.to_string())
+    }
+}
+
 /// The result of consuming a single-use item.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Taken<T> {

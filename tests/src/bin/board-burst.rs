@@ -4,7 +4,7 @@
 //! real create-board handler and prints each status on its own line.
 
 use lambda_http::{Body, RequestExt};
-use miro_connect::identity::authorizer_context;
+use miro_connect::http::authorizer_context;
 use std::sync::Arc;
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;

@@ -24,7 +24,7 @@ async fn missing_or_invalid_claims_are_unauthenticated() {
                 .assert_client_error(401, "unauthenticated");
         }
         // Claims without `sub`, or a user named in a header, are no identity.
-        let mut ctx = miro_connect::identity::authorizer_context("x");
+        let mut ctx = miro_connect::http::authorizer_context("x");
         if let lambda_http::request::RequestContext::ApiGatewayV2(c) = &mut ctx {
             if let Some(jwt) = c.authorizer.as_mut().and_then(|a| a.jwt.as_mut()) {
                 jwt.claims.clear();

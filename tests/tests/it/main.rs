@@ -4,7 +4,9 @@
 mod bad_input;
 mod events;
 mod flows;
+mod runtime_logs;
 mod security_doc;
+mod storage_faults;
 mod store_contract;
 mod support;
 mod template;

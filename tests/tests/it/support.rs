@@ -7,7 +7,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use miro_connect::clock::{Clock, OffsetClock};
 use miro_connect::config::Config;
-use miro_connect::identity::authorizer_context;
+use miro_connect::http::authorizer_context;
 use miro_connect::seal::Sealer;
 use miro_connect::secret::Secret;
 use miro_connect::store::dynamo::DynamoStore;

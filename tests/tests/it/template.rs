@@ -188,6 +188,7 @@ fn the_spec_lists_every_error_code() {
         .collect();
     let codes: BTreeSet<String> = miro_connect::error::CODES
         .iter()
+        .chain(miro_connect::error::EDGE_CODES.iter())
         .map(|c| c.to_string())
         .collect();
     assert_eq!(listed, codes);

@@ -5,7 +5,7 @@ use crate::support::{scan, TestApp};
 use lambda_http::http::{Method, StatusCode};
 use miro_connect::identity::AppUser;
 use miro_connect::store::ConnectionStore;
-use miro_connect::tokens::LEASE_SECONDS;
+use miro_connect::service::tokens::LEASE_SECONDS;
 use std::process::Stdio;
 use std::time::Duration;
 

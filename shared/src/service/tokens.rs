@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::identity::AppUser;
 use crate::oauth::{OAuthError, TokenGrant};
 use crate::secret::Secret;
-use crate::service::{Service, REFRESH_TOKEN_LIFETIME_SECONDS};
+use super::{Service, REFRESH_TOKEN_LIFETIME_SECONDS};
 use rand::Rng;
 use std::time::Duration;
 

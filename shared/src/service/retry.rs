@@ -1,0 +1,65 @@
+//! Waiting for Miro: how long a caller may wait, the per-user gate a 429
+//! closes, and the backoff between attempts.
+
+use crate::identity::AppUser;
+
+/// How long a caller can wait for Miro: an HTTP request does not wait at all
+/// (it answers 429 with `Retry-After`); an event consumer waits while its
+/// invocation has time left.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(Option<std::time::Instant>);
+
+impl Deadline {
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    pub fn at(instant: std::time::Instant) -> Self {
+        Self(Some(instant))
+    }
+
+    pub fn instant(&self) -> Option<std::time::Instant> {
+        self.0
+    }
+
+    pub fn allows(&self, wait: std::time::Duration) -> bool {
+        self.0.is_some_and(|d| std::time::Instant::now() + wait < d)
+    }
+}
+
+/// Per app user, the earliest moment Miro will take another request, learnt
+/// from a 429: concurrent work for that user waits instead of hammering.
+#[derive(Default)]
+pub(crate) struct RateGate(std::sync::Mutex<std::collections::HashMap<AppUser, std::time::Instant>>);
+
+impl RateGate {
+    /// Shuts the gate for `seconds` plus jitter; returns how long it stays shut.
+    pub(crate) fn close(&self, user: &AppUser, seconds: u64) -> std::time::Duration {
+        use rand::Rng;
+        let wait = std::time::Duration::from_secs(seconds)
+            + std::time::Duration::from_millis(rand::thread_rng().gen_range(50..400));
+        let until = std::time::Instant::now() + wait;
+        if let Ok(mut gates) = self.0.lock() {
+            let gate = gates.entry(user.clone()).or_insert(until);
+            *gate = (*gate).max(until);
+        }
+        wait
+    }
+
+    /// Waits while the gate is shut, if the deadline allows; else returns at once.
+    pub(crate) async fn wait(&self, user: &AppUser, deadline: Deadline) {
+        let until = self.0.lock().ok().and_then(|g| g.get(user).copied());
+        if let Some(until) = until {
+            let now = std::time::Instant::now();
+            if until > now && deadline.allows(until - now) {
+                tokio::time::sleep(until - now).await;
+            }
+        }
+    }
+}
+
+pub(crate) fn backoff(attempt: u32) -> std::time::Duration {
+    use rand::Rng;
+    let base = 100u64 << attempt.min(5);
+    std::time::Duration::from_millis(base + rand::thread_rng().gen_range(0..base))
+}
