@@ -2,10 +2,12 @@
 
 use crate::config::Config;
 use crate::domain::{Board, BoardPolicy, BoardRequest, TeamRef};
-use crate::oauth::string_or_number;
+use crate::clock::Clock;
+use std::fmt;
+use std::sync::Arc;
 use crate::secret::Secret;
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +59,7 @@ pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u
 
 /// Miro's error body: `{status, code, message, type}`.
 #[derive(Debug, Default, Deserialize)]
-struct ErrorBody {
+struct MiroErrorBody {
     #[serde(default)]
     code: Option<String>,
     #[serde(default)]
@@ -108,6 +110,7 @@ fn required_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Erro
 
 pub struct MiroApi {
     http: reqwest::Client,
+    clock: Arc<dyn Clock>,
     base: Url,
     client_id: String,
     client_secret: Option<Secret>,
@@ -122,9 +125,10 @@ struct RevokeBody<'a> {
 }
 
 impl MiroApi {
-    pub fn new(config: &Config, http: reqwest::Client) -> Self {
+    pub fn new(config: &Config, http: reqwest::Client, clock: Arc<dyn Clock>) -> Self {
         Self {
             http,
+            clock,
             base: config.miro_api_base.clone(),
             client_id: config.miro_client_id.clone(),
             client_secret: config.miro_client_secret.clone(),
@@ -153,7 +157,7 @@ impl MiroApi {
         if response.status().is_success() || response.status() == StatusCode::NOT_FOUND {
             return Ok(());
         }
-        Err(failure(response).await)
+        Err(failure(response, self.clock.now()).await)
     }
 
     /// `POST /v2/boards`. Not idempotent at Miro: the caller decides on retries.
@@ -178,7 +182,7 @@ impl MiroApi {
             .await
             .map_err(transport)?;
         if response.status() != StatusCode::CREATED && response.status() != StatusCode::OK {
-            return Err(failure(response).await);
+            return Err(failure(response, self.clock.now()).await);
         }
         // A lost or oversized body after a 201 is as ambiguous as a lost answer.
         let body = read_capped(response)
@@ -227,7 +231,7 @@ pub(crate) fn transport(e: reqwest::Error) -> MiroError {
 
 /// Seconds to wait after a 429: `Retry-After` if given, else until
 /// `X-RateLimit-Reset` (epoch seconds), else a second.
-pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> u64 {
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap, now: i64) -> u64 {
     let header = |name: &str| {
         headers
             .get(name)
@@ -238,17 +242,16 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> u64 {
         return seconds.clamp(0, 3600) as u64;
     }
     if let Some(reset) = header("x-ratelimit-reset") {
-        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
         return (reset - now).clamp(1, 3600) as u64;
     }
     1
 }
 
-pub(crate) async fn failure(response: reqwest::Response) -> MiroError {
+pub(crate) async fn failure(response: reqwest::Response, now: i64) -> MiroError {
     let status = response.status();
     if status == StatusCode::TOO_MANY_REQUESTS {
         return MiroError::RateLimited {
-            retry_after_seconds: retry_after(response.headers()),
+            retry_after_seconds: retry_after(response.headers(), now),
         };
     }
     if status == StatusCode::UNAUTHORIZED {
@@ -260,7 +263,7 @@ pub(crate) async fn failure(response: reqwest::Response) -> MiroError {
             detail: format!("status {}", status.as_u16()),
         };
     }
-    let body: ErrorBody = read_capped(response)
+    let body: MiroErrorBody = read_capped(response)
         .await
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -274,4 +277,30 @@ pub(crate) async fn failure(response: reqwest::Response) -> MiroError {
         status: status.as_u16(),
         message,
     }
+}
+
+/// Miro's ids come as strings or as JSON numbers (and exceed 2^53): read both as text.
+pub(crate) fn string_or_number<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or an integer id")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
 }

@@ -5,7 +5,9 @@
 //! reqwest is built. The client authenticates with `client_id` and
 //! `client_secret` in the form body, never in a URL.
 
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::miro::string_or_number;
 use crate::secret::Secret;
 use oauth2::basic::{
     BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType,
@@ -15,10 +17,11 @@ use oauth2::{
     EndpointSet, ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
     RequestTokenError, StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
 };
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use url::Url;
 
 /// What a token response carries, in our terms.
@@ -128,7 +131,7 @@ pub struct MiroOAuth {
 }
 
 impl MiroOAuth {
-    pub fn new(config: &Config, http: reqwest::Client) -> Self {
+    pub fn new(config: &Config, http: reqwest::Client, clock: Arc<dyn Clock>) -> Self {
         let mut client = oauth2::Client::new(ClientId::new(config.miro_client_id.clone()))
             .set_auth_uri(AuthUrl::from_url(Config::endpoint(
                 &config.miro_auth_base,
@@ -146,7 +149,7 @@ impl MiroOAuth {
         }
         Self {
             client,
-            http: OAuthHttp(http),
+            http: OAuthHttp { http, clock },
         }
     }
 
@@ -246,19 +249,24 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// whose body is a JSON error, reaches `oauth2` as an answer; everything
 /// else is a transport error, so that it reads as "try again", never as a
 /// dead grant (`docs/miro-facts.md`, "Token endpoint").
-struct OAuthHttp(reqwest::Client);
+struct OAuthHttp {
+    http: reqwest::Client,
+    /// Reads `X-RateLimit-Reset` against it.
+    clock: Arc<dyn Clock>,
+}
 
 impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp {
     type Error = TransportError;
     type Future = BoxFuture<'c, Result<oauth2::HttpResponse, TransportError>>;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
-        send(&self.0, request)
+        send(&self.http, self.clock.now(), request)
     }
 }
 
 fn send(
     http: &reqwest::Client,
+    now: i64,
     request: oauth2::HttpRequest,
 ) -> BoxFuture<'_, Result<oauth2::HttpResponse, TransportError>> {
     Box::pin(async move {
@@ -273,6 +281,7 @@ fn send(
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(TransportError::RateLimited(crate::miro::retry_after(
                 response.headers(),
+                now,
             )));
         }
         let verdict = matches!(status.as_u16(), 400 | 401);
@@ -296,31 +305,6 @@ fn send(
 fn is_json_error(body: &[u8]) -> bool {
     serde_json::from_slice::<MiroOAuthError>(body)
         .is_ok_and(|e| e.code.is_some() || e.error.is_some())
-}
-
-pub(crate) fn string_or_number<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<String>, D::Error> {
-    struct V;
-    impl serde::de::Visitor<'_> for V {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string or an integer id")
-        }
-        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-    }
-    d.deserialize_any(V)
 }
 
 #[cfg(test)]

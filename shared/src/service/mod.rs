@@ -65,8 +65,8 @@ impl Service {
         http: reqwest::Client,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let oauth = MiroOAuth::new(&config, http.clone());
-        let miro = MiroApi::new(&config, http);
+        let oauth = MiroOAuth::new(&config, http.clone(), clock.clone());
+        let miro = MiroApi::new(&config, http, clock.clone());
         Self {
             config,
             store,

@@ -88,7 +88,7 @@ fn clean(source: &str) -> String {
         } else if c[i] == '\'' {
             // A char literal ('x', '\n', '\u{..}'), else a lifetime.
             if next == Some('\\') {
-                let end = (i + 2..c.len()).find(|&j| c[j] == '\'').unwrap_or(c.len());
+                let end = (i + 3..c.len()).find(|&j| c[j] == '\'').unwrap_or(c.len());
                 blank(&mut out, i + 1..end);
                 i = end + 1;
             } else if c.get(i + 2) == Some(&'\'') {
@@ -111,7 +111,7 @@ fn block_end(text: &str, open: usize) -> usize {
         match b {
             b'{' => depth += 1,
             b'}' => {
-                depth -= 1;
+                depth = depth.saturating_sub(1);
                 if depth == 0 {
                     return i;
                 }
@@ -162,9 +162,13 @@ fn items(text: &str, range: Range<usize>) -> Items {
     let mut own = text.as_bytes().to_vec();
     let mut i = range.start;
     while i < range.end {
+        if !text.is_char_boundary(i) {
+            i += 1;
+            continue;
+        }
         let is_mod = word_at(text, i, "mod");
-        let is_macro = word_at(text, i, "macro_rules!")
-            || (text[i..].starts_with("macro_rules") && word_at(text, i, "macro_rules"));
+        let is_macro = word_at(text, i, "macro_rules")
+            && text[i + "macro_rules".len()..].trim_start().starts_with('!');
         if !is_mod && !is_macro {
             i += 1;
             continue;
