@@ -238,8 +238,11 @@ async fn service(
     let client = aws_sdk_dynamodb::Client::new(&aws(ddb).await);
     let sealer = Arc::new(Sealer::from_key_ring(keys)?);
     let store = Arc::new(DynamoStore::new(client, config.table_name.clone(), sealer));
-    let http = miro_connect::bootstrap::http_client(&config)?;
-    Ok(Service::new(config, store, http, Arc::new(SystemClock)))
+    Ok(miro_connect::bootstrap::wire(
+        config,
+        store,
+        Arc::new(SystemClock),
+    )?)
 }
 
 /// A browser's consent at the emulator: the query Miro redirects back with.
@@ -871,7 +874,7 @@ async fn calls_per_flow(
         .await?;
     let (d, m) = measure(&ddb, &miro);
     rows.push(("complete (no intent)", (d, 2), (m, 1)));
-    svc.create_board(&user, None, BoardRequest::default(), Deadline::none())
+    svc.create_board(&user, None, BoardRequest::default(), Deadline::no_waiting())
         .await?;
     let (d, m) = measure(&ddb, &miro);
     rows.push(("create, valid token", (d, 1), (m, 1)));
@@ -889,7 +892,7 @@ async fn calls_per_flow(
         .send()
         .await?;
     let _ = (ddb.take(), miro.take());
-    svc.create_board(&user, None, BoardRequest::default(), Deadline::none())
+    svc.create_board(&user, None, BoardRequest::default(), Deadline::no_waiting())
         .await?;
     let (d, m) = measure(&ddb, &miro);
     rows.push(("create, refresh due", (d, 3), (m, 2)));

@@ -21,7 +21,6 @@ use miro_connect::seal::Sealer;
 use miro_connect::store::dynamo::DynamoStore;
 use miro_connect::store::memory::MemoryStore;
 use miro_connect::store::Store;
-use miro_connect::Service;
 use miro_emulator::{Emulator, EmulatorConfig};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -96,8 +95,7 @@ async fn main() -> Result<(), Failure> {
         None => {
             let (store, what) = store(&config).await?;
             let describe = format!("Miro: {miro}; store: {what}");
-            let http = miro_connect::bootstrap::http_client(&config)?;
-            let service = Service::new(config, store, http, Arc::new(SystemClock));
+            let service = miro_connect::bootstrap::wire(config, store, Arc::new(SystemClock))?;
             (Backend::InProcess(Box::new(service)), describe)
         }
     };

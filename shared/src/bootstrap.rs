@@ -4,41 +4,17 @@
 //! follow from that and nothing else is looked up, so the template can give
 //! every function exactly its own environment (checked by a test).
 
-use crate::clock::SystemClock;
-use crate::config::{AwsLimits, Config, ConfigError};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{AwsLimits, Config, ConfigError, Scope, SETTINGS};
 use crate::seal::{SealError, Sealer};
 use crate::service::Service;
 use crate::store::dynamo::DynamoStore;
+use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Read by every function, and required.
-pub const REQUIRED: [&str; 5] = [
-    "TABLE_NAME",
-    "MIRO_CLIENT_ID",
-    "MIRO_REDIRECT_URI",
-    "ALLOWED_RETURN_ORIGINS",
-    "DEFAULT_RETURN_TO",
-];
-/// Read by every function, with defaults (the real Miro, the documented limits).
-pub const OPTIONAL: [&str; 10] = [
-    "MIRO_AUTH_BASE_URL",
-    "MIRO_API_BASE_URL",
-    "AUTHORIZATION_TTL_SECONDS",
-    "REFRESH_MARGIN_SECONDS",
-    "MIRO_TIMEOUT_MS",
-    "AWS_ATTEMPT_TIMEOUT_MS",
-    "AWS_OPERATION_TIMEOUT_MS",
-    "AWS_MAX_ATTEMPTS",
-    "REQUEST_TIMEOUT_MS",
-    "RUST_LOG",
-];
-/// Where the secrets are (production), …
-pub const SECRET_ARN: &str = "MIRO_SECRET_ARN";
-/// … or the secrets themselves (local runs and tests). The secret holds these names.
-pub const SECRET_SETTINGS: [&str; 2] = ["MIRO_CLIENT_SECRET", "TOKEN_SEALING_KEYS"];
-pub const EVENT_BUS: &str = "EVENT_BUS_NAME";
+pub use crate::config::{EVENT_BUS, SECRET_ARN};
 
 /// What a function needs besides the common settings.
 #[derive(Debug, Clone, Copy)]
@@ -52,28 +28,29 @@ pub struct Needs {
 impl Needs {
     /// Every setting this function may read.
     pub fn reads(&self) -> Vec<&'static str> {
-        let mut names: Vec<&'static str> =
-            REQUIRED.iter().chain(OPTIONAL.iter()).copied().collect();
-        if self.secrets {
-            names.push(SECRET_ARN);
-            names.extend(SECRET_SETTINGS);
-        }
-        if self.events {
-            names.push(EVENT_BUS);
-        }
-        names
+        self.names(|scope| match scope {
+            Scope::Required | Scope::Optional => true,
+            Scope::Secret | Scope::SecretLocation => self.secrets,
+            Scope::Events => self.events,
+        })
     }
 
     /// What a deployment on AWS must set for it (secrets from Secrets Manager).
     pub fn required_on_aws(&self) -> Vec<&'static str> {
-        let mut names = REQUIRED.to_vec();
-        if self.secrets {
-            names.push(SECRET_ARN);
-        }
-        if self.events {
-            names.push(EVENT_BUS);
-        }
-        names
+        self.names(|scope| match scope {
+            Scope::Required => true,
+            Scope::SecretLocation => self.secrets,
+            Scope::Events => self.events,
+            Scope::Optional | Scope::Secret => false,
+        })
+    }
+
+    fn names(&self, wanted: impl Fn(Scope) -> bool) -> Vec<&'static str> {
+        SETTINGS
+            .iter()
+            .filter(|s| wanted(s.scope))
+            .map(|s| s.name)
+            .collect()
     }
 }
 
@@ -91,7 +68,7 @@ pub enum BootError {
 
 /// The one HTTP client for Miro: bounded time, no redirects (a token
 /// endpoint that redirects is not followed with a secret in hand).
-pub fn http_client(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
+fn http_client(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
     let timeout = Duration::from_millis(config.miro_timeout_ms);
     reqwest::Client::builder()
         .connect_timeout(timeout.min(Duration::from_secs(3)))
@@ -123,7 +100,11 @@ async fn secret_settings(
         })?;
     let text = value.secret_string().ok_or_else(fail)?;
     let mut settings: HashMap<String, String> = serde_json::from_str(text).map_err(|_| fail())?;
-    settings.retain(|k, _| SECRET_SETTINGS.contains(&k.as_str()));
+    settings.retain(|k, _| {
+        SETTINGS
+            .iter()
+            .any(|s| s.scope == Scope::Secret && s.name == k.as_str())
+    });
     Ok(settings)
 }
 
@@ -188,6 +169,16 @@ pub async fn service_with_aws(
         config.table_name.clone(),
         sealer,
     ));
+    wire(config, store, Arc::new(SystemClock))
+}
+
+/// The one place a [`Service`] is put together: the functions, the local
+/// server, the tests and the benchmark all build theirs here.
+pub fn wire(
+    config: Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> Result<Service, BootError> {
     let http = http_client(&config)?;
-    Ok(Service::new(config, store, http, Arc::new(SystemClock)))
+    Ok(Service::new(config, store, http, clock))
 }

@@ -15,6 +15,62 @@ pub const DEFAULT_REFRESH_MARGIN_SECONDS: i64 = 300;
 /// Below the refresh lease (30 s), so that a live refresher never outlasts it.
 pub const DEFAULT_MIRO_TIMEOUT_MS: u64 = 10_000;
 
+/// Who reads a setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every function; no default.
+    Required,
+    /// Every function; the default is the real Miro or a documented limit.
+    Optional,
+    /// Functions that exchange, refresh or revoke: from the Secrets Manager
+    /// secret on AWS, from the environment locally.
+    Secret,
+    /// Those same functions, on AWS: where the secret is.
+    SecretLocation,
+    /// The function that publishes outcome events.
+    Events,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub name: &'static str,
+    pub scope: Scope,
+}
+
+const fn setting(name: &'static str, scope: Scope) -> Setting {
+    Setting { name, scope }
+}
+
+/// Every setting there is: [`Config`] reads only these (a test holds it to
+/// that), the functions' environments and the template come from them.
+pub const SETTINGS: [Setting; 19] = [
+    setting("TABLE_NAME", Scope::Required),
+    setting("MIRO_CLIENT_ID", Scope::Required),
+    setting("MIRO_REDIRECT_URI", Scope::Required),
+    setting("ALLOWED_RETURN_ORIGINS", Scope::Required),
+    setting("DEFAULT_RETURN_TO", Scope::Required),
+    setting("MIRO_AUTH_BASE_URL", Scope::Optional),
+    setting("MIRO_API_BASE_URL", Scope::Optional),
+    setting("AUTHORIZATION_TTL_SECONDS", Scope::Optional),
+    setting("REFRESH_MARGIN_SECONDS", Scope::Optional),
+    setting("MIRO_TIMEOUT_MS", Scope::Optional),
+    setting("AWS_ATTEMPT_TIMEOUT_MS", Scope::Optional),
+    setting("AWS_OPERATION_TIMEOUT_MS", Scope::Optional),
+    setting("AWS_MAX_ATTEMPTS", Scope::Optional),
+    setting("REQUEST_TIMEOUT_MS", Scope::Optional),
+    setting("RUST_LOG", Scope::Optional),
+    setting("MIRO_CLIENT_SECRET", Scope::Secret),
+    setting("TOKEN_SEALING_KEYS", Scope::Secret),
+    setting(SECRET_ARN, Scope::SecretLocation),
+    setting(EVENT_BUS, Scope::Events),
+];
+
+/// Where the secrets are on AWS (a Secrets Manager secret holding the
+/// [`Scope::Secret`] settings).
+pub const SECRET_ARN: &str = "MIRO_SECRET_ARN";
+/// The bus outcome events go to.
+pub const EVENT_BUS: &str = "EVENT_BUS_NAME";
+
 /// Each attempt of an AWS call: DynamoDB answers in milliseconds, so two
 /// seconds only passes a service that is frozen or far behind.
 pub const DEFAULT_AWS_ATTEMPT_TIMEOUT_MS: u64 = 2_000;
@@ -267,6 +323,22 @@ mod tests {
             m.insert(k.to_string(), v.to_string());
         }
         m
+    }
+
+    #[test]
+    fn config_reads_only_listed_settings() {
+        let s = settings(&[]);
+        let asked = std::cell::RefCell::new(Vec::new());
+        Config::from_lookup(|k| {
+            asked.borrow_mut().push(k.to_string());
+            s.get(k).cloned()
+        })
+        .expect("config");
+        let listed: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        for name in asked.borrow().iter() {
+            assert!(listed.contains(&name.as_str()), "{name} is not in SETTINGS");
+        }
+        assert!(asked.borrow().len() >= 10, "the lookup was used");
     }
 
     #[test]

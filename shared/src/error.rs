@@ -138,6 +138,44 @@ impl From<InvalidUser> for Error {
 /// for a path that no function serves.
 pub const EDGE_CODES: [&str; 1] = ["not_found"];
 
+/// One error of each kind, in the order of [`CODES`].
+#[cfg(test)]
+pub(crate) fn examples() -> Vec<Error> {
+    vec![
+        Error::Unauthenticated,
+        Error::MethodNotAllowed,
+        Error::UnsupportedMediaType,
+        Error::PayloadTooLarge(1),
+        Error::MalformedJson,
+        Error::InvalidBody(String::new()),
+        Error::InvalidBoard(String::new()),
+        Error::InvalidParameter("x"),
+        Error::ReturnToNotAllowed,
+        Error::InvalidCompletion,
+        Error::CompletionForbidden,
+        Error::AuthorizationRequired(None),
+        Error::TooManyAuthorizations {
+            retry_after_seconds: 1,
+        },
+        Error::MiroRejected {
+            status: 400,
+            message: String::new(),
+        },
+        Error::MiroRateLimited {
+            retry_after_seconds: 1,
+        },
+        Error::MiroUnavailable {
+            retry_after_seconds: 1,
+        },
+        Error::MiroOutcomeUnknown,
+        Error::IdempotencyKeyReused,
+        Error::IdempotencyInProgress,
+        Error::Storage(String::new()),
+        Error::RequestTimeout,
+        Error::Internal(String::new()),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,42 +185,4 @@ mod tests {
         let codes: Vec<&str> = examples().iter().map(Error::code).collect();
         assert_eq!(codes, CODES.to_vec());
     }
-}
-
-/// One error of each kind, in the order of [`CODES`].
-#[cfg(test)]
-pub(crate) fn examples() -> Vec<Error> {
-    vec![
-            Error::Unauthenticated,
-            Error::MethodNotAllowed,
-            Error::UnsupportedMediaType,
-            Error::PayloadTooLarge(1),
-            Error::MalformedJson,
-            Error::InvalidBody(String::new()),
-            Error::InvalidBoard(String::new()),
-            Error::InvalidParameter("x"),
-            Error::ReturnToNotAllowed,
-            Error::InvalidCompletion,
-            Error::CompletionForbidden,
-            Error::AuthorizationRequired(None),
-            Error::TooManyAuthorizations {
-                retry_after_seconds: 1,
-            },
-            Error::MiroRejected {
-                status: 400,
-                message: String::new(),
-            },
-            Error::MiroRateLimited {
-                retry_after_seconds: 1,
-            },
-            Error::MiroUnavailable {
-                retry_after_seconds: 1,
-            },
-            Error::MiroOutcomeUnknown,
-            Error::IdempotencyKeyReused,
-            Error::IdempotencyInProgress,
-            Error::Storage(String::new()),
-            Error::RequestTimeout,
-            Error::Internal(String::new()),
-    ]
 }

@@ -79,7 +79,7 @@ pub enum Disposition {
     /// Settled for good (created, or a permanent failure): publish and delete.
     Settled(Outcome),
     /// Worth another delivery (rate limit, outage): hand back to the queue.
-    Retry(&'static str),
+    Retry,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,13 +1,13 @@
 //! Miro's REST API: creating boards (and, with tokens, what a connection needs).
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::{Board, BoardPolicy, BoardRequest, TeamRef};
-use crate::clock::Clock;
-use std::fmt;
-use std::sync::Arc;
 use crate::secret::Secret;
 use reqwest::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
+use std::fmt;
+use std::sync::Arc;
 use url::Url;
 
 #[derive(Debug, thiserror::Error)]

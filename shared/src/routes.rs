@@ -39,9 +39,3 @@ pub const ROUTES: [Route; 6] = [
     route("GET", "/miro/connection", "connection", true),
     route("DELETE", "/miro/connection", "connection", true),
 ];
-
-/// The route a request for `path` belongs to, whatever its method (a wrong
-/// method is the function's to refuse, as behind API Gateway's `ANY`).
-pub fn for_path(path: &str) -> Option<&'static Route> {
-    ROUTES.iter().find(|r| r.path == path)
-}

@@ -70,17 +70,6 @@ impl Sealer {
         Ok(Self { current, keys })
     }
 
-    /// A one-key ring with a random key: for a process that keeps nothing.
-    pub fn ephemeral() -> Self {
-        let key = Aes256Gcm::generate_key(OsRng);
-        let mut keys = HashMap::new();
-        keys.insert("ephemeral".to_string(), Aes256Gcm::new(&key));
-        Self {
-            current: "ephemeral".into(),
-            keys,
-        }
-    }
-
     /// A fresh key ring entry, for setting up a deployment.
     pub fn generate_key_ring_entry(id: &str) -> Secret {
         let key = Aes256Gcm::generate_key(OsRng);

@@ -40,12 +40,7 @@ impl fmt::Debug for Secret {
 }
 
 pub fn sha256_hex(value: &str) -> String {
-    let digest = Sha256::digest(value.as_bytes());
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    format!("{:x}", Sha256::digest(value.as_bytes()))
 }
 
 /// True for a value shaped like [`Secret::random`]'s output. Anything else cannot

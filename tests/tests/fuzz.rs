@@ -42,13 +42,8 @@ fn service() -> &'static Service {
                 .map(|(_, v)| v.to_string())
         };
         let config = Config::from_lookup(lookup).expect("config");
-        let http = miro_connect::bootstrap::http_client(&config).expect("http");
-        Service::new(
-            config,
-            Arc::new(MemoryStore::new()),
-            http,
-            Arc::new(SystemClock),
-        )
+        miro_connect::bootstrap::wire(config, Arc::new(MemoryStore::new()), Arc::new(SystemClock))
+            .expect("service")
     })
 }
 
@@ -216,7 +211,7 @@ proptest! {
         } else {
             String::from_utf8_lossy(&detail).into_owned()
         };
-        let outcome = runtime().block_on(service().board_requested("m-1", &body, Deadline::none()));
+        let outcome = runtime().block_on(service().board_requested("m-1", &body, Deadline::no_waiting()));
         // Nobody is connected: nothing may be created, and nothing is worth a retry.
         prop_assert!(matches!(outcome, Disposition::Settled(Outcome::Failed(_))), "{outcome:?}");
     }

@@ -70,7 +70,7 @@ async fn process(app: &App, message: SqsMessage, deadline: Deadline) -> Option<S
 /// True once the message is done with for good.
 async fn settle(app: &App, id: &str, body: &str, deadline: Deadline) -> bool {
     match app.service.board_requested(id, body, deadline).await {
-        Disposition::Retry(_) => false,
+        Disposition::Retry => false,
         // A failed publish comes back too: the idempotency record replays the
         // board, so the redelivery publishes without a second one.
         Disposition::Settled(outcome) => match app.publisher.publish(&outcome).await {

@@ -31,7 +31,7 @@ async fn create(service: &Service, req: &Request) -> Result<Response<Body>, Erro
     };
     let body: BoardRequest = http::json_body_or_default(req)?;
     let created = service
-        .create_board(&user, key, body, Deadline::none())
+        .create_board(&user, key, body, Deadline::no_waiting())
         .await?;
     let mut response = http::json(StatusCode::CREATED, &created);
     if created.replayed {

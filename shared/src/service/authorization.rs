@@ -32,7 +32,6 @@ pub struct StartAuthorization {
 /// `POST /miro/authorizations`' answer.
 pub type AuthorizationStarted = FlowStarted;
 
-
 /// Live flows (pending authorizations) one user may hold.
 pub const MAX_LIVE_FLOWS: u32 = 20;
 
@@ -317,7 +316,7 @@ impl Service {
                     user,
                     Some(connection.clone()),
                     intent,
-                    Deadline::none(),
+                    Deadline::no_waiting(),
                     Consent::StartFlow,
                 )
                 .await

@@ -3,8 +3,8 @@
 
 use super::{Consent, Deadline, Service};
 use crate::domain::Board;
-use crate::events::{CreatedDetail, Disposition, Envelope, FailedDetail, Outcome, REQUESTED};
 use crate::error::Error;
+use crate::events::{CreatedDetail, Disposition, Envelope, FailedDetail, Outcome, REQUESTED};
 use crate::identity::AppUser;
 
 fn failed(user: Option<&AppUser>, key: &str, reason: &str, message: String) -> Disposition {
@@ -82,7 +82,7 @@ impl Service {
                 | Error::IdempotencyInProgress),
             ) => {
                 tracing::warn!(user = %user, error = %e, "board request handed back to the queue");
-                Disposition::Retry(e.code())
+                Disposition::Retry
             }
             Err(e) => failed(Some(&user), &key, e.code(), e.to_string()),
         }

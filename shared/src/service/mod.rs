@@ -59,7 +59,8 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn new(
+    /// Built by [`crate::bootstrap::wire`], and only there.
+    pub(crate) fn new(
         config: Config,
         store: Arc<dyn Store>,
         http: reqwest::Client,

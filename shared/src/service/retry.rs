@@ -10,7 +10,9 @@ use crate::identity::AppUser;
 pub struct Deadline(Option<std::time::Instant>);
 
 impl Deadline {
-    pub fn none() -> Self {
+    /// Answer at once rather than wait for Miro (an HTTP request: its caller
+    /// gets 429 with `Retry-After`).
+    pub fn no_waiting() -> Self {
         Self(None)
     }
 
@@ -30,7 +32,9 @@ impl Deadline {
 /// Per app user, the earliest moment Miro will take another request, learnt
 /// from a 429: concurrent work for that user waits instead of hammering.
 #[derive(Default)]
-pub(crate) struct RateGate(std::sync::Mutex<std::collections::HashMap<AppUser, std::time::Instant>>);
+pub(crate) struct RateGate(
+    std::sync::Mutex<std::collections::HashMap<AppUser, std::time::Instant>>,
+);
 
 impl RateGate {
     /// Shuts the gate for `seconds` plus jitter; returns how long it stays shut.
@@ -38,8 +42,12 @@ impl RateGate {
         use rand::Rng;
         let wait = std::time::Duration::from_secs(seconds)
             + std::time::Duration::from_millis(rand::thread_rng().gen_range(50..400));
-        let until = std::time::Instant::now() + wait;
+        let now = std::time::Instant::now();
+        let until = now + wait;
         if let Ok(mut gates) = self.0.lock() {
+            // Gates that opened again are forgotten: the map holds only the
+            // users Miro is holding back now.
+            gates.retain(|_, open_at| *open_at > now);
             let gate = gates.entry(user.clone()).or_insert(until);
             *gate = (*gate).max(until);
         }

@@ -13,12 +13,12 @@
 //! the user is asked to connect again (README, "Tokens"). Nothing is left
 //! that works for the wrong user, and nothing loops.
 
+use super::{Service, REFRESH_TOKEN_LIFETIME_SECONDS};
 use crate::domain::Connection;
 use crate::error::Error;
 use crate::identity::AppUser;
 use crate::oauth::{OAuthError, TokenGrant};
 use crate::secret::Secret;
-use super::{Service, REFRESH_TOKEN_LIFETIME_SECONDS};
 use rand::Rng;
 use std::time::Duration;
 

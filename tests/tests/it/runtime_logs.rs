@@ -56,7 +56,10 @@ impl Runtime {
         });
         let router = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(api);
@@ -132,7 +135,11 @@ async fn response(
     StatusCode::ACCEPTED
 }
 
-async fn error(State(api): State<Arc<RuntimeApi>>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+async fn error(
+    State(api): State<Arc<RuntimeApi>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
     let text = String::from_utf8_lossy(&body).into_owned();
     let _ = api.answers.send((id, Answer::Error(text))).await;
     StatusCode::ACCEPTED
@@ -353,7 +360,6 @@ async fn trace_logging_through_the_lambda_runtime_leaks_no_secret() {
     }
     runtime.server.abort();
     let logs = String::from_utf8_lossy(&output.lock().expect("lock")).into_owned();
-    eprintln!("LOGS>>>{logs}<<<");
 
     assert!(
         logs.lines().any(|l| l.trim_start().starts_with('{')),
@@ -367,7 +373,10 @@ async fn trace_logging_through_the_lambda_runtime_leaks_no_secret() {
         ("the flow secret", flow_secret),
         ("the bearer JWT", jwt),
         ("the cookie", cookie_value),
-        ("the client secret", app.emulator.config().client_secret.clone()),
+        (
+            "the client secret",
+            app.emulator.config().client_secret.clone(),
+        ),
         ("the sealing key ring", keys.clone()),
     ];
     for entry in keys.split(',') {

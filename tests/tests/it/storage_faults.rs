@@ -331,7 +331,6 @@ fn retry_after(reply: &Reply) -> u64 {
 
 /// A JSON 503 with `code`, a `Retry-After`, answered within `bound`.
 fn assert_503(what: &str, reply: &Reply, took: Duration, code: &str, bound: Duration) {
-    eprintln!("DEBUG {what}: {} {} in {took:?}", reply.status, reply.body);
     assert_eq!(
         reply.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -511,7 +510,6 @@ async fn a_reset_while_storing_refreshed_tokens_loses_no_refresh_token() {
         );
         assert_eq!(d.proxy.faulted() - faulted, 1);
         assert_eq!(d.emulator.token_calls(), 2, "{fault:?}: one refresh");
-        eprintln!("DEBUG reset {fault:?}: first {} {}", first.status, first.body);
         match first.status {
             StatusCode::CREATED => {}
             // Failing safe: retryable, and nothing else may go wrong below.
@@ -587,7 +585,6 @@ async fn a_cut_claim_answer_makes_no_second_board() {
     let (retry, _) = d
         .call(Method::POST, "/boards", Some("dot"), Some(body), &key)
         .await;
-    eprintln!("DEBUG cut: first {} {} / retry {} {:?}", first.status, first.body, retry.status, retry.headers.get("idempotency-replayed"));
     assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.body);
     match first.status {
         StatusCode::CREATED => {
@@ -646,10 +643,6 @@ async fn a_request_that_cannot_finish_in_time_answers_503() {
         .await;
     assert_503_page(&back, took, budget);
     assert!(d.proxy.faulted() >= 2);
-    assert!(d
-        .settings
-        .get("REQUEST_TIMEOUT_MS")
-        .is_some_and(|v| v == "800"));
 }
 
 /// Records outcomes instead of publishing them (this test is about DynamoDB).
@@ -736,11 +729,12 @@ async fn the_consumer_hands_messages_back_when_dynamodb_freezes() {
     let ids = vec!["m-1".to_string(), "m-2".to_string()];
 
     d.proxy.set(Some(Fault::Freeze));
-    // An invocation with 3 s left: answered before its deadline.
-    let deadline = Duration::from_secs(3);
+    // About 3 s left: the consumer keeps 3 s of an invocation back to answer
+    // in, so it works for half a second, less than the storage bound, and
+    // hands both back when that runs out: before the invocation's deadline.
+    let deadline = Duration::from_millis(3_500);
     let (back, took) = invoke(&consumer, batch.clone(), deadline).await;
     assert_eq!(back, ids, "both handed back");
-    eprintln!("DEBUG consumer 3s: {back:?} {took:?}");
     assert!(took < deadline, "answered after {took:?}");
 
     // With time to spare, the storage bound (not the deadline) ends the
@@ -748,7 +742,6 @@ async fn the_consumer_hands_messages_back_when_dynamodb_freezes() {
     let (back, took) = invoke(&consumer, batch.clone(), Duration::from_secs(60)).await;
     assert_eq!(back, ids, "both handed back");
     let bound = d.operation_bound() + SLACK;
-    eprintln!("DEBUG consumer 60s: {back:?} {took:?}");
     assert!(took < bound, "answered after {took:?} (bound {bound:?})");
     assert!(d.emulator.boards().is_empty(), "no board while frozen");
     assert!(
@@ -832,7 +825,6 @@ async fn secrets_manager_frozen_at_cold_start_fails_init_fast() {
         Err(_) => panic!("create-board still running after 60 s: killed"),
     };
     let took = started.elapsed();
-    eprintln!("DEBUG cold start {took:?} {:?}", out.status);
     let output = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -849,10 +841,8 @@ async fn secrets_manager_frozen_at_cold_start_fails_init_fast() {
         proxy.requests() >= 1,
         "Secrets Manager was asked (through the proxy)"
     );
-    for secret in [
-        emulator.config().client_secret.as_str(),
-        sealing_keys.expose(),
-    ] {
+    let sealing_key = sealing_keys.expose().split(':').nth(1).expect("id:key");
+    for secret in [emulator.config().client_secret.as_str(), sealing_key] {
         assert!(!output.contains(secret), "a secret reached the output");
     }
 }

@@ -109,8 +109,7 @@ pub fn service_with(
     clock: Arc<OffsetClock>,
 ) -> Service {
     let config = Config::from_lookup(|k| settings.get(k).cloned()).expect("config");
-    let http = miro_connect::bootstrap::http_client(&config).expect("http client");
-    Service::new(config, store, http, clock)
+    miro_connect::bootstrap::wire(config, store, clock).expect("service")
 }
 
 /// One deployment under test: the emulator, a fresh table on DynamoDB Local,

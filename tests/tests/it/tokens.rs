@@ -4,8 +4,8 @@
 use crate::support::{scan, TestApp};
 use lambda_http::http::{Method, StatusCode};
 use miro_connect::identity::AppUser;
-use miro_connect::store::ConnectionStore;
 use miro_connect::service::tokens::LEASE_SECONDS;
+use miro_connect::store::ConnectionStore;
 use std::process::Stdio;
 use std::time::Duration;
 

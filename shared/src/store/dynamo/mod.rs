@@ -1,54 +1,35 @@
 //! DynamoDB adapter: one table, partition key `pk`, TTL attribute `expires_at`.
-//!
-//! Non-secret fields travel as JSON in `data`; tokens and codes are sealed
-//! into attributes of their own with the item's key as associated data.
+//! The calls and their conditions are here; what an item holds is [`codec`]'s.
+
+mod codec;
+
+use codec::*;
+pub use codec::{PK, TTL_ATTRIBUTE};
 
 use super::{
-    completion_key, connection_key, flows_key, idempotency_key, is_live, pending_key,
-    AuthorizationStore, ConnectionStore, IdempotencyRecord, IdempotencyStore, StoreError, Taken,
+    completion_key, connection_key, flows_key, idempotency_key, pending_key, AuthorizationStore,
+    ConnectionStore, IdempotencyRecord, IdempotencyStore, StoreError, Taken,
 };
-use crate::domain::{
-    AuthorizationRequest, Completion, Connection, ConnectionProfile, PendingAuthorization,
-};
+use crate::domain::{AuthorizationRequest, Completion, Connection, PendingAuthorization};
 use crate::identity::AppUser;
 use crate::seal::Sealer;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
-use std::collections::HashMap;
 use std::sync::Arc;
-
-pub const PK: &str = "pk";
-pub const TTL_ATTRIBUTE: &str = "expires_at";
-const DATA: &str = "data";
-const KIND: &str = "kind";
-const CODE: &str = "code_sealed";
-const CODE_VERIFIER: &str = "code_verifier_sealed";
-const FORGOTTEN: &str = "forgotten";
-const FLOW_COUNT: &str = "flow_count";
-const ACCESS_TOKEN: &str = "access_token_sealed";
-const REFRESH_TOKEN: &str = "refresh_token_sealed";
-const ACCESS_EXPIRES_AT: &str = "access_expires_at";
-const VERSION: &str = "version";
-const LEASE_UNTIL: &str = "lease_until";
-const LEASE_HOLDER: &str = "lease_holder";
-/// The lease holder whose refresh wrote the tokens, so that a retried write
-/// recognises its own.
-const WRITTEN_BY: &str = "written_by";
-
-type Item = HashMap<String, AttributeValue>;
 
 #[derive(Clone)]
 pub struct DynamoStore {
     client: Client,
     table: String,
-    /// None in a function that never reads or writes a secret (auth-start).
-    sealer: Option<Arc<Sealer>>,
+    codec: Codec,
 }
 
 impl DynamoStore {
@@ -64,7 +45,7 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
-            sealer,
+            codec: Codec { sealer },
         }
     }
 
@@ -112,6 +93,19 @@ impl DynamoStore {
         Ok(())
     }
 
+    async fn connection_item_of(&self, user: &AppUser) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(connection_key(user)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
+    }
+
     async fn put_new(&self, item: Item) -> Result<(), StoreError> {
         let result = self
             .client
@@ -122,15 +116,9 @@ impl DynamoStore {
             .expression_attribute_names("#pk", PK)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Conflict)
-            }
-            Err(e) => Err(unavailable(e)),
+        match written(result)? {
+            Written::Done(_) => Ok(()),
+            Written::ConditionFailed(_) => Err(StoreError::Conflict),
         }
     }
 
@@ -148,116 +136,10 @@ impl DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::None)
             .send()
             .await;
-        match result {
-            Ok(out) => Ok(out.attributes),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), DeleteItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(unavailable(e)),
+        match written(result)? {
+            Written::Done(out) => Ok(out.attributes),
+            Written::ConditionFailed(_) => Ok(None),
         }
-    }
-
-    /// A connection as stored: profile as JSON, tokens sealed, no lease.
-    fn connection_item(&self, connection: &Connection) -> Result<Item, StoreError> {
-        let key = connection_key(&connection.user);
-        let mut item = base_item(
-            &key,
-            "connection",
-            to_json(&connection.profile)?,
-            connection.refresh_expires_at,
-        );
-        item.insert(
-            ACCESS_TOKEN.into(),
-            self.seal(&key, &connection.access_token)?,
-        );
-        if let Some(refresh) = &connection.refresh_token {
-            item.insert(REFRESH_TOKEN.into(), self.seal(&key, refresh)?);
-        }
-        if let Some(t) = connection.access_expires_at {
-            item.insert(ACCESS_EXPIRES_AT.into(), n(t));
-        }
-        item.insert(VERSION.into(), n(connection.version as i64));
-        Ok(item)
-    }
-
-    async fn connection_item_of(&self, user: &AppUser) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, AttributeValue::S(connection_key(user)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(out.item)
-    }
-
-    /// The connection in `item` if it is alive at `now`. One whose tokens no
-    /// longer open (their key left the ring) reads as no connection: the user
-    /// connects again, rather than meeting a 503 forever.
-    fn live_connection(
-        &self,
-        user: &AppUser,
-        item: &Item,
-        now: i64,
-    ) -> Result<Option<Connection>, StoreError> {
-        if !is_live(number(item, TTL_ATTRIBUTE)?, now) {
-            return Ok(None);
-        }
-        match self.connection_from(user, item) {
-            Ok(c) => Ok(Some(c)),
-            Err(StoreError::Corrupt(reason)) => {
-                tracing::warn!(user = %user, %reason, "stored connection does not open; treated as disconnected");
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn connection_from(&self, user: &AppUser, item: &Item) -> Result<Connection, StoreError> {
-        let key = connection_key(user);
-        let refresh_token = match item.contains_key(REFRESH_TOKEN) {
-            true => Some(self.open(item, &key, REFRESH_TOKEN)?),
-            false => None,
-        };
-        Ok(Connection {
-            user: user.clone(),
-            profile: json::<ConnectionProfile>(item)?,
-            access_token: self.open(item, &key, ACCESS_TOKEN)?,
-            refresh_token,
-            access_expires_at: number(item, ACCESS_EXPIRES_AT)?,
-            refresh_expires_at: number(item, TTL_ATTRIBUTE)?,
-            version: number(item, VERSION)?.unwrap_or_default().max(0) as u64,
-            lease_until: number(item, LEASE_UNTIL)?,
-        })
-    }
-
-    fn open(
-        &self,
-        item: &Item,
-        key: &str,
-        attr: &str,
-    ) -> Result<crate::secret::Secret, StoreError> {
-        let sealed = string(item, attr)?;
-        self.sealer()?
-            .open(key, &sealed)
-            .map_err(|e| StoreError::Corrupt(format!("{attr}: {e}")))
-    }
-
-    fn sealer(&self) -> Result<&Sealer, StoreError> {
-        self.sealer
-            .as_deref()
-            .ok_or_else(|| StoreError::Corrupt("no sealing keys configured here".into()))
-    }
-
-    fn seal(&self, key: &str, value: &crate::secret::Secret) -> Result<AttributeValue, StoreError> {
-        self.sealer()?
-            .seal(key, value)
-            .map(AttributeValue::S)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 }
 
@@ -269,76 +151,56 @@ where
     StoreError::Unavailable(DisplayErrorContext(&e).to_string())
 }
 
-/// True if the write happened, false if its condition did not hold.
-fn conditional<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, StoreError>
+/// A conditional write's outcome: done, or refused by its condition (with
+/// the item as it was, where the call asked for it).
+enum Written<T> {
+    Done(T),
+    ConditionFailed(Option<Item>),
+}
+
+/// The one place a failed condition is told apart from a failed call.
+trait ConditionFailure: Sized {
+    fn condition_failed(self) -> Result<Option<Item>, Self>;
+}
+
+macro_rules! condition_failure {
+    ($($error:ty),*) => {$(
+        impl ConditionFailure for $error {
+            fn condition_failed(self) -> Result<Option<Item>, Self> {
+                match self {
+                    Self::ConditionalCheckFailedException(failed) => Ok(failed.item),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+condition_failure!(PutItemError, UpdateItemError, DeleteItemError);
+
+fn written<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<Written<T>, StoreError>
 where
-    E: std::error::Error + ProvideErrorMetadata + 'static,
+    E: ConditionFailure + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
     match result {
-        Ok(_) => Ok(true),
-        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Ok(out) => Ok(Written::Done(out)),
+        Err(SdkError::ServiceError(e)) => match e.into_err().condition_failed() {
+            Ok(old) => Ok(Written::ConditionFailed(old)),
+            Err(other) => Err(StoreError::Unavailable(
+                DisplayErrorContext(&other).to_string(),
+            )),
+        },
         Err(e) => Err(unavailable(e)),
     }
 }
 
-fn string(item: &Item, attr: &str) -> Result<String, StoreError> {
-    match item.get(attr) {
-        Some(AttributeValue::S(s)) => Ok(s.clone()),
-        _ => Err(StoreError::Corrupt(format!("{attr} missing"))),
-    }
-}
-
-fn number(item: &Item, attr: &str) -> Result<Option<i64>, StoreError> {
-    match item.get(attr) {
-        None => Ok(None),
-        Some(AttributeValue::N(n)) => n
-            .parse()
-            .map(Some)
-            .map_err(|_| StoreError::Corrupt(format!("{attr} is not a number"))),
-        Some(_) => Err(StoreError::Corrupt(format!("{attr} is not a number"))),
-    }
-}
-
-fn json<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
-    serde_json::from_str(&string(item, DATA)?).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
-    serde_json::to_string(value)
-        .map(AttributeValue::S)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn n(value: i64) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-fn base_item(key: &str, kind: &str, data: AttributeValue, expires_at: Option<i64>) -> Item {
-    let mut item = Item::new();
-    item.insert(PK.into(), AttributeValue::S(key.to_string()));
-    item.insert(KIND.into(), AttributeValue::S(kind.into()));
-    item.insert(DATA.into(), data);
-    if let Some(t) = expires_at {
-        item.insert(TTL_ATTRIBUTE.into(), n(t));
-    }
-    item
-}
-
-fn expires_at_of(item: &Item) -> Result<Option<i64>, StoreError> {
-    number(item, TTL_ATTRIBUTE)
-}
-
-fn expires_at(item: &Item) -> Result<i64, StoreError> {
-    number(item, TTL_ATTRIBUTE)?.ok_or_else(|| StoreError::Corrupt("expires_at missing".into()))
-}
-
-fn taken<T>(value: T, expires_at: i64, now: i64) -> Taken<T> {
-    if is_live(Some(expires_at), now) {
-        Taken::Fresh(value)
-    } else {
-        Taken::Expired(value)
-    }
+/// True if the write happened, false if its condition did not hold.
+fn conditional<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: ConditionFailure + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    Ok(matches!(written(result)?, Written::Done(_)))
 }
 
 #[async_trait]
@@ -390,19 +252,13 @@ impl AuthorizationStore for DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match counted {
-            Ok(_) => Ok(None),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                let until = match e.into_service_error() {
-                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(f) => {
-                        f.item.as_ref().map(expires_at_of).transpose()?.flatten()
-                    }
-                    _ => None,
-                };
+        match written(counted)? {
+            Written::Done(_) => Ok(None),
+            Written::ConditionFailed(old) => {
+                let until = old.as_ref().map(expires_at_of).transpose()?.flatten();
                 // Expired between the two calls: the next attempt starts afresh.
                 Ok(Some(until.unwrap_or(now + 1)))
             }
-            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -442,10 +298,10 @@ impl AuthorizationStore for DynamoStore {
             to_json(&completion.request)?,
             Some(completion.expires_at),
         );
-        item.insert(CODE.into(), self.seal(&key, &completion.code)?);
+        item.insert(CODE.into(), self.codec.seal(&key, &completion.code)?);
         item.insert(
             CODE_VERIFIER.into(),
-            self.seal(&key, &completion.code_verifier)?,
+            self.codec.seal(&key, &completion.code_verifier)?,
         );
         self.put_new(item).await
     }
@@ -462,8 +318,8 @@ impl AuthorizationStore for DynamoStore {
         let expires_at = expires_at(&item)?;
         let completion = Completion {
             completion_hash: completion_hash.to_string(),
-            code: self.open(&item, &key, CODE)?,
-            code_verifier: self.open(&item, &key, CODE_VERIFIER)?,
+            code: self.codec.open(&item, &key, CODE)?,
+            code_verifier: self.codec.open(&item, &key, CODE_VERIFIER)?,
             request: json::<AuthorizationRequest>(&item)?,
             expires_at,
         };
@@ -484,7 +340,7 @@ impl ConnectionStore for DynamoStore {
         if item.contains_key(FORGOTTEN) {
             return Ok(None);
         }
-        self.live_connection(user, &item, now)
+        self.codec.live_connection(user, &item, now)
     }
 
     async fn put_connection(
@@ -495,14 +351,14 @@ impl ConnectionStore for DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(self.connection_item(connection)?))
+            .set_item(Some(self.codec.connection_item(connection)?))
             .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(unavailable)?;
         Ok(out
             .attributes
-            .and_then(|old| self.connection_from(&connection.user, &old).ok()))
+            .and_then(|old| self.codec.connection_from(&connection.user, &old).ok()))
     }
 
     async fn forget_connection(&self, user: &AppUser, version: u64) -> Result<bool, StoreError> {
@@ -531,7 +387,9 @@ impl ConnectionStore for DynamoStore {
         now: i64,
     ) -> Result<Option<Connection>, StoreError> {
         match self.connection_item_of(user).await? {
-            Some(item) if item.contains_key(FORGOTTEN) => self.live_connection(user, &item, now),
+            Some(item) if item.contains_key(FORGOTTEN) => {
+                self.codec.live_connection(user, &item, now)
+            }
             _ => Ok(None),
         }
     }
@@ -598,7 +456,7 @@ impl ConnectionStore for DynamoStore {
         expected_version: u64,
         holder: &str,
     ) -> Result<bool, StoreError> {
-        let mut item = self.connection_item(connection)?;
+        let mut item = self.codec.connection_item(connection)?;
         item.insert(WRITTEN_BY.into(), AttributeValue::S(holder.to_string()));
         let result = self
             .client
@@ -631,27 +489,6 @@ impl ConnectionStore for DynamoStore {
     }
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct IdempotencyData {
-    request_hash: String,
-    outcome: super::IdempotentOutcome,
-}
-
-impl DynamoStore {
-    fn idempotency_item(&self, id: &str, record: &IdempotencyRecord) -> Result<Item, StoreError> {
-        let data = IdempotencyData {
-            request_hash: record.request_hash.clone(),
-            outcome: record.outcome.clone(),
-        };
-        Ok(base_item(
-            id,
-            "idempotency",
-            to_json(&data)?,
-            Some(record.expires_at),
-        ))
-    }
-}
-
 #[async_trait]
 impl IdempotencyStore for DynamoStore {
     async fn claim(
@@ -666,7 +503,7 @@ impl IdempotencyStore for DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(self.idempotency_item(&id, record)?))
+            .set_item(Some(self.codec.idempotency_item(&id, record)?))
             // Free if never used, or used so long ago that it expired (TTL may lag).
             .condition_expression("attribute_not_exists(#pk) OR #exp <= :now")
             .expression_attribute_names("#pk", PK)
@@ -675,15 +512,10 @@ impl IdempotencyStore for DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(None),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(_)) =>
-            {
-                let aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(failed) = e.into_err() else {
-                    return Err(StoreError::Conflict);
-                };
-                let item = failed.item.ok_or_else(|| StoreError::Corrupt("no old item returned".into()))?;
+        match written(result)? {
+            Written::Done(_) => Ok(None),
+            Written::ConditionFailed(old) => {
+                let item = old.ok_or_else(|| StoreError::Corrupt("no old item returned".into()))?;
                 let data: IdempotencyData = json(&item)?;
                 Ok(Some(IdempotencyRecord {
                     request_hash: data.request_hash,
@@ -691,7 +523,6 @@ impl IdempotencyStore for DynamoStore {
                     expires_at: expires_at(&item)?,
                 }))
             }
-            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -705,7 +536,7 @@ impl IdempotencyStore for DynamoStore {
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(self.idempotency_item(&id, record)?))
+            .set_item(Some(self.codec.idempotency_item(&id, record)?))
             .send()
             .await
             .map_err(unavailable)?;

@@ -1,0 +1,223 @@
+//! How the domain's things become DynamoDB items and back: non-secret
+//! fields as JSON in `data`, tokens and codes sealed into attributes of their
+//! own with the item's key as associated data. No I/O here.
+
+use crate::domain::{Connection, ConnectionProfile};
+use crate::identity::AppUser;
+use crate::seal::Sealer;
+use crate::store::{connection_key, is_live, IdempotencyRecord, StoreError, Taken};
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub const PK: &str = "pk";
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+pub(super) const DATA: &str = "data";
+pub(super) const KIND: &str = "kind";
+pub(super) const CODE: &str = "code_sealed";
+pub(super) const CODE_VERIFIER: &str = "code_verifier_sealed";
+pub(super) const FORGOTTEN: &str = "forgotten";
+pub(super) const FLOW_COUNT: &str = "flow_count";
+pub(super) const ACCESS_TOKEN: &str = "access_token_sealed";
+pub(super) const REFRESH_TOKEN: &str = "refresh_token_sealed";
+pub(super) const ACCESS_EXPIRES_AT: &str = "access_expires_at";
+pub(super) const VERSION: &str = "version";
+pub(super) const LEASE_UNTIL: &str = "lease_until";
+pub(super) const LEASE_HOLDER: &str = "lease_holder";
+/// The lease holder whose refresh wrote the tokens, so that a retried write
+/// recognises its own.
+pub(super) const WRITTEN_BY: &str = "written_by";
+
+pub(super) type Item = HashMap<String, AttributeValue>;
+
+/// Seals and opens; `None` in a function that never reads or writes a
+/// secret (auth-start).
+#[derive(Clone)]
+pub(super) struct Codec {
+    pub(super) sealer: Option<Arc<Sealer>>,
+}
+
+impl Codec {
+    /// A connection as stored: profile as JSON, tokens sealed, no lease.
+    pub(super) fn connection_item(&self, connection: &Connection) -> Result<Item, StoreError> {
+        let key = connection_key(&connection.user);
+        let mut item = base_item(
+            &key,
+            "connection",
+            to_json(&connection.profile)?,
+            connection.refresh_expires_at,
+        );
+        item.insert(
+            ACCESS_TOKEN.into(),
+            self.seal(&key, &connection.access_token)?,
+        );
+        if let Some(refresh) = &connection.refresh_token {
+            item.insert(REFRESH_TOKEN.into(), self.seal(&key, refresh)?);
+        }
+        if let Some(t) = connection.access_expires_at {
+            item.insert(ACCESS_EXPIRES_AT.into(), n(t));
+        }
+        item.insert(VERSION.into(), n(connection.version as i64));
+        Ok(item)
+    }
+
+    /// The connection in `item` if it is alive at `now`. One whose tokens no
+    /// longer open (their key left the ring) reads as no connection: the user
+    /// connects again, rather than meeting a 503 forever.
+    pub(super) fn live_connection(
+        &self,
+        user: &AppUser,
+        item: &Item,
+        now: i64,
+    ) -> Result<Option<Connection>, StoreError> {
+        if !is_live(number(item, TTL_ATTRIBUTE)?, now) {
+            return Ok(None);
+        }
+        match self.connection_from(user, item) {
+            Ok(c) => Ok(Some(c)),
+            Err(StoreError::Corrupt(reason)) => {
+                tracing::warn!(user = %user, %reason, "stored connection does not open; treated as disconnected");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) fn connection_from(
+        &self,
+        user: &AppUser,
+        item: &Item,
+    ) -> Result<Connection, StoreError> {
+        let key = connection_key(user);
+        let refresh_token = match item.contains_key(REFRESH_TOKEN) {
+            true => Some(self.open(item, &key, REFRESH_TOKEN)?),
+            false => None,
+        };
+        Ok(Connection {
+            user: user.clone(),
+            profile: json::<ConnectionProfile>(item)?,
+            access_token: self.open(item, &key, ACCESS_TOKEN)?,
+            refresh_token,
+            access_expires_at: number(item, ACCESS_EXPIRES_AT)?,
+            refresh_expires_at: number(item, TTL_ATTRIBUTE)?,
+            version: number(item, VERSION)?.unwrap_or_default().max(0) as u64,
+            lease_until: number(item, LEASE_UNTIL)?,
+        })
+    }
+
+    pub(super) fn open(
+        &self,
+        item: &Item,
+        key: &str,
+        attr: &str,
+    ) -> Result<crate::secret::Secret, StoreError> {
+        let sealed = string(item, attr)?;
+        self.sealer()?
+            .open(key, &sealed)
+            .map_err(|e| StoreError::Corrupt(format!("{attr}: {e}")))
+    }
+
+    pub(super) fn sealer(&self) -> Result<&Sealer, StoreError> {
+        self.sealer
+            .as_deref()
+            .ok_or_else(|| StoreError::Corrupt("no sealing keys configured here".into()))
+    }
+
+    pub(super) fn seal(
+        &self,
+        key: &str,
+        value: &crate::secret::Secret,
+    ) -> Result<AttributeValue, StoreError> {
+        self.sealer()?
+            .seal(key, value)
+            .map(AttributeValue::S)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    pub(super) fn idempotency_item(
+        &self,
+        id: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<Item, StoreError> {
+        let data = IdempotencyData {
+            request_hash: record.request_hash.clone(),
+            outcome: record.outcome.clone(),
+        };
+        Ok(base_item(
+            id,
+            "idempotency",
+            to_json(&data)?,
+            Some(record.expires_at),
+        ))
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct IdempotencyData {
+    pub(super) request_hash: String,
+    pub(super) outcome: crate::store::IdempotentOutcome,
+}
+
+pub(super) fn string(item: &Item, attr: &str) -> Result<String, StoreError> {
+    match item.get(attr) {
+        Some(AttributeValue::S(s)) => Ok(s.clone()),
+        _ => Err(StoreError::Corrupt(format!("{attr} missing"))),
+    }
+}
+
+pub(super) fn number(item: &Item, attr: &str) -> Result<Option<i64>, StoreError> {
+    match item.get(attr) {
+        None => Ok(None),
+        Some(AttributeValue::N(n)) => n
+            .parse()
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt(format!("{attr} is not a number"))),
+        Some(_) => Err(StoreError::Corrupt(format!("{attr} is not a number"))),
+    }
+}
+
+pub(super) fn json<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+    serde_json::from_str(&string(item, DATA)?).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
+    serde_json::to_string(value)
+        .map(AttributeValue::S)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(super) fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub(super) fn base_item(
+    key: &str,
+    kind: &str,
+    data: AttributeValue,
+    expires_at: Option<i64>,
+) -> Item {
+    let mut item = Item::new();
+    item.insert(PK.into(), AttributeValue::S(key.to_string()));
+    item.insert(KIND.into(), AttributeValue::S(kind.into()));
+    item.insert(DATA.into(), data);
+    if let Some(t) = expires_at {
+        item.insert(TTL_ATTRIBUTE.into(), n(t));
+    }
+    item
+}
+
+pub(super) fn expires_at_of(item: &Item) -> Result<Option<i64>, StoreError> {
+    number(item, TTL_ATTRIBUTE)
+}
+
+pub(super) fn expires_at(item: &Item) -> Result<i64, StoreError> {
+    number(item, TTL_ATTRIBUTE)?.ok_or_else(|| StoreError::Corrupt("expires_at missing".into()))
+}
+
+pub(super) fn taken<T>(value: T, expires_at: i64, now: i64) -> Taken<T> {
+    if is_live(Some(expires_at), now) {
+        Taken::Fresh(value)
+    } else {
+        Taken::Expired(value)
+    }
+}
