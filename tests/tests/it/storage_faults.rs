@@ -28,7 +28,7 @@ use miro_connect::identity::AppUser;
 use miro_connect::store::dynamo::DynamoStore;
 use miro_connect::store::ConnectionStore;
 use miro_connect::Service;
-use miro_emulator::fault_proxy::{Fault, FaultProxy, Rule};
+use miro_connect_tests::fault_proxy::{Fault, FaultProxy, Rule};
 use miro_emulator::Emulator;
 use serde_json::json;
 use std::collections::HashMap;

@@ -1,8 +1,9 @@
 //! The emulator's own behaviour, over HTTP on loopback.
 
-use super::oauth::s256;
-use super::*;
-use std::time::Duration;
+use crate::oauth::s256;
+use crate::*;
+use serde_json::{json, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const REDIRECT: &str = "http://app.test/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-verifier";

@@ -1,11 +1,11 @@
 //! `POST /v2/boards`: Miro's validation, rate limit and bodies, with
 //! injectable faults.
 
-use super::oauth::authenticate;
-use super::{
-    iso8601, miro_error, padded_json, status_or, user_name, with_headers, BoardFault, BoardRecord,
-    RateWindow, Shared, World, PROJECT_ID, TEAM_ID, TEAM_NAME,
-};
+use crate::faults::padded_json;
+use crate::oauth::authenticate;
+use crate::reply::{iso8601, miro_error, status_or, with_headers};
+use crate::state::{user_name, RateWindow, Shared, World};
+use crate::{BoardFault, BoardRecord, PROJECT_ID, TEAM_ID, TEAM_NAME};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -35,7 +35,7 @@ fn object<'a>(v: &'a Value, key: &str, allowed: &[&str]) -> Result<&'a Map<Strin
     Ok(obj)
 }
 
-/// Miro's rules for `POST /v2/boards` (miro-api.md, "Create a board").
+/// Miro's rules for `POST /v2/boards` (`docs/miro.md`, "Boards").
 fn validate_board(body: &Value) -> Result<(), String> {
     let obj = object(body, "body", &BOARD_FIELDS)?;
     if let Some(name) = obj.get("name") {
@@ -114,7 +114,7 @@ fn validate_board(body: &Value) -> Result<(), String> {
     Ok(())
 }
 
-pub(super) async fn create_board(
+pub(crate) async fn create_board(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Bytes,
