@@ -3,8 +3,10 @@ requests of the run had to leave, and nothing that a failed one left behind.
 
 Only two answers may write: `201` from POST /miro/authorizations and the
 one-click `401 miro_authorization_required` from POST /boards, one pending
-authorization each. Nothing the run sends can reach a code, a connection or
-an idempotency record, so any other item is a failed request's leftover.
+authorization each, and the count of the user's live flows (`FLOWS#<user>`,
+one item for the run's one user). Nothing the run sends can reach a code, a
+connection or an idempotency record, so any other item is a failed
+request's leftover.
 
     python check_store.py RUN.har TABLE   (DynamoDB endpoint from MIRO_CONNECT_TEST_DYNAMODB)
 """
@@ -48,9 +50,10 @@ def main(har_path: str, table: str) -> int:
         kind = item["pk"]["S"].split("#", 1)[0]
         kinds[kind] = kinds.get(kind, 0) + 1
     print(f"schemathesis sent {len(entries)} requests; {writes} had to write; the table holds {kinds or 'nothing'}")
-    leftovers = {k: n for k, n in kinds.items() if k != "AUTHZ"}
-    if leftovers or kinds.get("AUTHZ", 0) != writes:
-        print(f"FAIL: expected {writes} pending authorizations and nothing else")
+    leftovers = {k: n for k, n in kinds.items() if k not in ("AUTHZ", "FLOWS")}
+    flows = 1 if writes else 0
+    if leftovers or kinds.get("AUTHZ", 0) != writes or kinds.get("FLOWS", 0) != flows:
+        print(f"FAIL: expected {writes} pending authorizations, {flows} flow count and nothing else")
         return 1
     return 0
 

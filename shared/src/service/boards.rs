@@ -202,7 +202,7 @@ impl Service {
     }
 }
 
-/// Idempotency records live a day, as DESIGN.md says.
+/// Idempotency records live a day (`docs/architecture.md`, "Data").
 pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 3600;
 /// An in-progress claim older than Lambda's longest invocation has no live holder.
 const STALE_CLAIM_SECONDS: i64 = 15 * 60;

@@ -1,4 +1,4 @@
-//! Every flow of DESIGN.md 1–4 through the handlers, against the Miro
+//! Every flow of `docs/architecture.md` (1–4) through the handlers, against the Miro
 //! emulator, with the DynamoDB adapter on DynamoDB Local.
 
 use crate::support::{completion_from, query_value, service_with, settings, TestApp, RETURN_TO};
