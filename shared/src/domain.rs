@@ -5,7 +5,7 @@ use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 
 /// `POST /boards`'s body, and the *intent* kept with a pending authorization.
-/// Field rules are Miro's (see `miro-api.md`), checked before any call to Miro.
+/// Field rules are Miro's (`docs/miro.md`, "Boards"), checked before any call to Miro.
 /// `policy` is Miro's own shape (camelCase), passed through as validated.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
