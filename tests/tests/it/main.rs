@@ -4,6 +4,7 @@
 mod bad_input;
 mod events;
 mod flows;
+mod layout;
 mod runtime_logs;
 mod security_doc;
 mod storage_faults;

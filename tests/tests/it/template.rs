@@ -35,6 +35,15 @@ fn functions() -> Vec<(&'static str, Needs)> {
 }
 
 #[test]
+fn this_file_lists_the_functions_of_routes_rs() {
+    let all: BTreeSet<&str> = miro_connect::routes::FUNCTIONS.into_iter().collect();
+    let here: BTreeSet<&str> = functions().into_iter().map(|(f, _)| f).collect();
+    assert_eq!(here, all, "functions()");
+    let here: BTreeSet<&str> = ITEM_KINDS.iter().map(|(f, _)| *f).collect();
+    assert_eq!(here, all, "ITEM_KINDS");
+}
+
+#[test]
 fn every_function_gets_exactly_the_environment_it_reads() {
     let t = template();
     let global = &t["Globals"]["Function"];
