@@ -245,7 +245,7 @@ pub enum TransportError {
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// `oauth2`'s HTTP client port over our reqwest. Only a 2xx, or a 400/401
+/// `oauth2`'s HTTP client port over our reqwest. Only a 200, or a 400/401
 /// whose body is a JSON error, reaches `oauth2` as an answer; everything
 /// else is a transport error, so that it reads as "try again", never as a
 /// dead grant (`docs/miro-facts.md`, "Token endpoint").
@@ -285,7 +285,9 @@ fn send(
             )));
         }
         let verdict = matches!(status.as_u16(), 400 | 401);
-        if !status.is_success() && !verdict {
+        // `oauth2` reads any status but 200 as an error response: another 2xx
+        // (`{}` included) would read as a dead grant.
+        if status != reqwest::StatusCode::OK && !verdict {
             return Err(TransportError::NotAVerdict(status.as_u16()));
         }
         let headers = response.headers().clone();
@@ -301,9 +303,14 @@ fn send(
     })
 }
 
-/// Miro's `{status, code, message, type}` or RFC 6749's `{error, …}`.
+/// Miro's `{status, code, message, type}` or RFC 6749's `{error, …}`: an
+/// object (serde would read a struct from an array too) with a `code` or an
+/// `error`.
 fn is_json_error(body: &[u8]) -> bool {
-    serde_json::from_slice::<MiroOAuthError>(body)
+    matches!(
+        serde_json::from_slice::<serde_json::Value>(body),
+        Ok(serde_json::Value::Object(_))
+    ) && serde_json::from_slice::<MiroOAuthError>(body)
         .is_ok_and(|e| e.code.is_some() || e.error.is_some())
 }
 
