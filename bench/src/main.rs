@@ -46,7 +46,7 @@ at full CPU. `auth-start` needs no secret and makes no network call before its f
 call: the AWS SDK configuration, the TLS configurations of the SDK's client and of the Miro client (each loads \
 the system's root certificates), and the JSON log subscriber. Where the goal is missed the table says by how much.
 - **The peer's failures.** Miro's official Node client does not await its save of rotated tokens (see \
-`miro-api.md`): the user's next request can read the refresh token Miro has just killed, and fails. That is \
+`docs/miro.md`): the user's next request can read the refresh token Miro has just killed, and fails. That is \
 the client as published, measured as it is; where requests failed, the CPU ratio is printed but not counted \
 towards the goal.
 - **The peer's setup.** Two things were needed to run it at all: its token requests go to `https://api.miro.com` \
@@ -849,7 +849,8 @@ async fn calls_per_flow(
         .start_authorization(&user, StartAuthorization::default())
         .await?;
     let (d, m) = measure(&ddb, &miro);
-    rows.push(("start", (d, 1), (m, 0)));
+    // The pending authorization, and the count of the user's live flows.
+    rows.push(("start", (d, 2), (m, 0)));
     let query = consent(&started.authorize_url).await?;
     let params = CallbackParams {
         state: query_param(&query, "state").map(Secret::new),

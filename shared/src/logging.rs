@@ -73,7 +73,9 @@ mod tests {
                 );
             }
         }
-        assert!(filter(Some("trace")).to_string().contains("miro_connect=trace"));
+        assert!(filter(Some("trace"))
+            .to_string()
+            .contains("miro_connect=trace"));
         assert!(filter(None).to_string().contains("miro_connect=info"));
     }
 }

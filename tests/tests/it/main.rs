@@ -1,6 +1,7 @@
 //! Integration tests: every flow against the Miro emulator, the store
 //! contract against every adapter, and bad input.
 
+mod architecture;
 mod bad_input;
 mod events;
 mod flows;
