@@ -56,8 +56,9 @@ fn script_lines(text: &str) -> Vec<String> {
     lines
 }
 
-/// The packages (`-p`, `--package`) of every `cargo` command in a script,
-/// and the words of its `FUNCTIONS=(…)` array, if any.
+/// The packages (`-p`, `--package`) and binaries (`--bin`) of every `cargo`
+/// command in a script (shell variables left out), and the words of its
+/// `FUNCTIONS=(…)` array, if any.
 fn script_names(text: &str) -> (BTreeSet<String>, Option<BTreeSet<String>>) {
     let mut packages = BTreeSet::new();
     let mut array = None;
@@ -71,21 +72,31 @@ fn script_names(text: &str) -> (BTreeSet<String>, Option<BTreeSet<String>>) {
         if !words.contains(&"cargo") {
             continue;
         }
+        let mut named = vec![];
         for pair in words.windows(2) {
-            if matches!(pair[0], "-p" | "--package") {
-                packages.insert(pair[1].trim_matches('"').to_string());
+            if matches!(pair[0], "-p" | "--package" | "--bin") {
+                named.push(pair[1]);
             }
         }
         for word in &words {
-            if let Some(p) = word.strip_prefix("--package=") {
-                packages.insert(p.to_string());
+            if let Some(p) = word
+                .strip_prefix("--package=")
+                .or_else(|| word.strip_prefix("--bin="))
+            {
+                named.push(p);
+            }
+        }
+        for name in named {
+            let name = name.trim_matches('"');
+            if !name.starts_with('$') {
+                packages.insert(name.to_string());
             }
         }
     }
     (packages, array)
 }
 
-/// The packages a script builds, less the ones it builds that are no
+/// The packages and binaries a script builds, less the ones that are no
 /// function (`others`), must be exactly the functions.
 fn assert_script_builds_the_functions(path: &str, others: &[&str]) {
     let (packages, array) = script_names(&read(path));
@@ -290,9 +301,10 @@ fn the_template_deploys_each_function_behind_its_routes() {
 fn the_script_check_sees_an_extra_and_a_missing_function() {
     let all = FUNCTIONS.join(" -p ");
     let (packages, _) = script_names(&format!(
-        "# cargo build -p commented-out\ncargo build -q \\\n  -p {all} -p extra-fn\n"
+        "# cargo build -p commented-out\ncargo build -q \\\n  -p {all} --bin extra-fn --bin \"$f\"\n"
     ));
     assert!(packages.contains("extra-fn") && !packages.contains("commented-out"));
+    assert!(!packages.iter().any(|p| p.starts_with('$')), "{packages:?}");
     let missing: BTreeSet<String> = FUNCTIONS[1..].iter().map(|f| f.to_string()).collect();
     let (_, array) = script_names(&format!("FUNCTIONS=({})\n", FUNCTIONS[1..].join(" ")));
     assert_eq!(array, Some(missing.clone()));
