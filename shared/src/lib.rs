@@ -21,6 +21,7 @@ pub mod seal;
 pub mod secret;
 pub mod service;
 pub mod store;
+pub mod token_protocol;
 
 pub use error::Error;
 pub use service::Service;

@@ -18,139 +18,152 @@ use crate::domain::Connection;
 use crate::error::Error;
 use crate::identity::AppUser;
 use crate::oauth::{OAuthError, TokenGrant};
-use crate::secret::Secret;
+use crate::token_protocol::{Answer, Outcome, Seen, Settings, Step, TokenRefresh, WAIT_ROUNDS};
 use rand::Rng;
 use std::time::Duration;
 
-enum Refreshed {
-    /// The stored connection after the refresh (`None`: the grant was dead).
-    Done(Option<Box<Connection>>),
-    /// Another writer replaced the connection first.
-    Superseded,
-}
+pub use crate::token_protocol::LEASE_SECONDS;
 
-/// Longer than the token endpoint's timeout, so a live refresher keeps it.
-pub const LEASE_SECONDS: i64 = 30;
 const WAIT_STEP_MS: u64 = 100;
-/// Waiting for another refresher: about five seconds at most.
-const WAIT_STEPS: u32 = 50;
 
 impl Service {
     /// The user's connection with an access token worth using, refreshing it
     /// if due. `stale_version`: Miro refused the token of that version, so it
     /// is refreshed whatever its expiry says. `None`: the user is not (or no
     /// longer) connected.
+    ///
+    /// Every decision is [`TokenRefresh`]'s (`crate::token_protocol`, the
+    /// machine the model check runs); this only does the I/O each step asks for.
     pub(crate) async fn usable_connection(
         &self,
         user: &AppUser,
         stale_version: Option<u64>,
     ) -> Result<Option<Connection>, Error> {
-        for _ in 0..WAIT_STEPS {
-            let now = self.clock.now();
-            let Some(connection) = self.store.get_connection(user, now).await? else {
-                return Ok(None);
+        let settings = Settings {
+            margin_seconds: self.config.refresh_margin_seconds,
+            lease_seconds: LEASE_SECONDS,
+            max_rounds: WAIT_ROUNDS,
+        };
+        let mut machine = TokenRefresh::new(settings, stale_version);
+        // The connection read last, and the one a refresh produced.
+        let mut read: Option<Connection> = None;
+        let mut renewed: Option<Connection> = None;
+        let mut holder = String::new();
+        let mut transient: Option<OAuthError> = None;
+        let mut step = machine.step();
+        loop {
+            step = match step {
+                Step::Read => {
+                    let now = self.clock.now();
+                    read = self.store.get_connection(user, now).await?;
+                    machine.read(read.as_ref().map(seen), now)
+                }
+                Step::DeleteExhausted { version } => {
+                    tracing::warn!(user = %user, "token expired and nothing to refresh it with");
+                    self.store.delete_connection_at(user, version).await?;
+                    machine.exhausted_deleted()
+                }
+                Step::TryLease {
+                    version,
+                    until,
+                    now,
+                } => {
+                    holder = uuid::Uuid::new_v4().to_string();
+                    let taken = self
+                        .store
+                        .try_lease(user, version, &holder, until, now)
+                        .await?;
+                    machine.leased(taken)
+                }
+                Step::Refresh { .. } => {
+                    let Some(connection) = read.as_ref() else {
+                        return Ok(None);
+                    };
+                    let Some(refresh_token) = connection.refresh_token.as_ref() else {
+                        return Ok(None);
+                    };
+                    match self.oauth.refresh(refresh_token).await {
+                        Ok(grant) => {
+                            renewed = Some(self.renewed(connection, grant));
+                            machine.refreshed(Answer::Renewed)
+                        }
+                        Err(OAuthError::Rejected(reason)) => {
+                            tracing::warn!(user = %user, %reason, "refresh refused: the grant is dead");
+                            machine.refreshed(Answer::Dead)
+                        }
+                        Err(e) => {
+                            tracing::warn!(user = %user, error = %e, "token endpoint did not refresh; tokens kept");
+                            transient = Some(e);
+                            machine.refreshed(Answer::Transient)
+                        }
+                    }
+                }
+                Step::WriteTokens { expected, .. } => {
+                    let Some(new) = renewed.as_ref() else {
+                        return Ok(None);
+                    };
+                    // Written before anything else is done with the new tokens.
+                    let landed = self.store.replace_tokens(new, expected, &holder).await?;
+                    machine.tokens_written(landed)
+                }
+                Step::RevokeRenewed => {
+                    // The item moved on under the lease (a reconnect or a
+                    // disconnect): these tokens belong to a grant nobody keeps.
+                    tracing::warn!(user = %user, "connection replaced during the refresh; its new tokens revoked");
+                    if let Some(superseded) = renewed.take() {
+                        if let Err(e) = self.revoke_grant(&superseded).await {
+                            tracing::warn!(user = %user, error = %e, "revoking the superseded tokens failed");
+                        }
+                    }
+                    machine.renewed_revoked()
+                }
+                Step::DeleteDead { version } => {
+                    // False: a reconnect or a disconnect replaced it meanwhile.
+                    let deleted = self.store.delete_connection_at(user, version).await?;
+                    if deleted {
+                        tracing::warn!(user = %user, "the grant is dead; connection removed");
+                    }
+                    machine.dead_deleted(deleted)
+                }
+                Step::ReleaseLease => {
+                    self.store.release_lease(user, &holder).await?;
+                    machine.lease_released()
+                }
+                Step::Wait => {
+                    // Someone else is refreshing: read again in a moment.
+                    let jitter = rand::thread_rng().gen_range(0..WAIT_STEP_MS / 2);
+                    tokio::time::sleep(Duration::from_millis(WAIT_STEP_MS + jitter)).await;
+                    machine.waited()
+                }
+                Step::Done(outcome) => {
+                    return match outcome {
+                        Outcome::UseRead => Ok(read),
+                        Outcome::UseRenewed => {
+                            if let Some(new) = &renewed {
+                                tracing::info!(user = %user, version = new.version, "tokens refreshed");
+                            }
+                            Ok(renewed)
+                        }
+                        Outcome::NotConnected => Ok(None),
+                        Outcome::MiroTransient => Err(match transient {
+                            Some(OAuthError::RateLimited {
+                                retry_after_seconds,
+                            }) => Error::MiroRateLimited {
+                                retry_after_seconds,
+                            },
+                            _ => Error::MiroUnavailable {
+                                retry_after_seconds: 5,
+                            },
+                        }),
+                        Outcome::GaveUp => {
+                            tracing::warn!(user = %user, "gave up waiting for another refresh of this connection");
+                            Err(Error::MiroUnavailable {
+                                retry_after_seconds: 2,
+                            })
+                        }
+                    };
+                }
             };
-            let due = match stale_version {
-                Some(stale) => connection.version == stale,
-                None => self.refresh_due(&connection, now),
-            };
-            if !due {
-                return Ok(Some(connection));
-            }
-            let Some(refresh_token) = connection.refresh_token.clone() else {
-                tracing::warn!(user = %user, "token expired and nothing to refresh it with");
-                self.store
-                    .delete_connection_at(user, connection.version)
-                    .await?;
-                return Ok(None);
-            };
-            let holder = uuid::Uuid::new_v4().to_string();
-            let lease_until = now + LEASE_SECONDS;
-            if self
-                .store
-                .try_lease(user, connection.version, &holder, lease_until, now)
-                .await?
-            {
-                match self.refresh(connection, &refresh_token, &holder).await? {
-                    Refreshed::Done(connection) => return Ok(connection.map(|c| *c)),
-                    // A reconnect or a disconnect won: read what is there now.
-                    Refreshed::Superseded => continue,
-                }
-            }
-            // Someone else is refreshing: the old token is good until it expires.
-            let still_valid = connection.access_expires_at.is_some_and(|t| now < t);
-            if stale_version.is_none() && still_valid {
-                return Ok(Some(connection));
-            }
-            let jitter = rand::thread_rng().gen_range(0..WAIT_STEP_MS / 2);
-            tokio::time::sleep(Duration::from_millis(WAIT_STEP_MS + jitter)).await;
-        }
-        tracing::warn!(user = %user, "gave up waiting for another refresh of this connection");
-        Err(Error::MiroUnavailable {
-            retry_after_seconds: 2,
-        })
-    }
-
-    fn refresh_due(&self, connection: &Connection, now: i64) -> bool {
-        connection
-            .access_expires_at
-            .is_some_and(|t| now >= t - self.config.refresh_margin_seconds)
-    }
-
-    async fn refresh(
-        &self,
-        connection: Connection,
-        refresh_token: &Secret,
-        holder: &str,
-    ) -> Result<Refreshed, Error> {
-        let user = connection.user.clone();
-        match self.oauth.refresh(refresh_token).await {
-            Ok(grant) => {
-                let renewed = self.renewed(&connection, grant);
-                // Written before anything else is done with the new tokens.
-                if self
-                    .store
-                    .replace_tokens(&renewed, connection.version, holder)
-                    .await?
-                {
-                    tracing::info!(user = %user, version = renewed.version, "tokens refreshed");
-                    return Ok(Refreshed::Done(Some(Box::new(renewed))));
-                }
-                // The item moved on under the lease (a reconnect or a
-                // disconnect): these tokens belong to a grant nobody keeps.
-                tracing::warn!(user = %user, "connection replaced during the refresh; its new tokens revoked");
-                if let Err(e) = self.revoke_grant(&renewed).await {
-                    tracing::warn!(user = %user, error = %e, "revoking the superseded tokens failed");
-                }
-                Ok(Refreshed::Superseded)
-            }
-            Err(OAuthError::Rejected(reason)) => {
-                if !self
-                    .store
-                    .delete_connection_at(&user, connection.version)
-                    .await?
-                {
-                    // A reconnect replaced it meanwhile (and revoked this grant).
-                    return Ok(Refreshed::Superseded);
-                }
-                tracing::warn!(user = %user, %reason, "refresh refused: the grant is dead; connection removed");
-                Ok(Refreshed::Done(None))
-            }
-            // Not a verdict on the grant: keep the tokens, free the lease.
-            Err(e) => {
-                tracing::warn!(user = %user, error = %e, "token endpoint did not refresh; tokens kept");
-                self.store.release_lease(&user, holder).await?;
-                Err(match e {
-                    OAuthError::RateLimited {
-                        retry_after_seconds,
-                    } => Error::MiroRateLimited {
-                        retry_after_seconds,
-                    },
-                    _ => Error::MiroUnavailable {
-                        retry_after_seconds: 5,
-                    },
-                })
-            }
         }
     }
 
@@ -177,5 +190,14 @@ impl Service {
             version: old.version + 1,
             lease_until: None,
         }
+    }
+}
+
+/// What the protocol needs to know of a connection read.
+fn seen(connection: &Connection) -> Seen {
+    Seen {
+        version: connection.version,
+        access_expires_at: connection.access_expires_at,
+        has_refresh_token: connection.refresh_token.is_some(),
     }
 }

@@ -6,6 +6,10 @@ use super::{
 };
 use crate::domain::{Completion, Connection, PendingAuthorization};
 use crate::identity::AppUser;
+use crate::token_protocol::{
+    delete_at_allowed, forget_allowed, lease_allowed, release_allowed, tokens_write_allowed,
+    ItemState,
+};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -14,10 +18,12 @@ use std::sync::{Mutex, MutexGuard};
 enum Item {
     Pending(PendingAuthorization),
     Completion(Completion),
-    /// The connection and who holds its refresh lease, if anyone.
-    Connection(Connection, Option<String>),
-    /// Disconnected; its grant still to be revoked at Miro.
-    Forgotten(Connection),
+    /// The connection (forgotten or not), and its state as the conditions of
+    /// the token protocol see it (`crate::token_protocol`): every conditional
+    /// write below is decided by the protocol's predicate over that state and
+    /// changes it as the protocol's effect says, as DynamoDB's condition
+    /// expressions do in the other adapter.
+    Connection(Connection, ItemState<String>),
     /// Flows started since the user last had none alive, and when the last ends.
     Flows {
         count: u32,
@@ -66,18 +72,48 @@ impl MemoryStore {
         })
     }
 
-    /// Runs `change` on the user's connection and lease holder, if any.
+    /// Runs `change` on the user's connection item, if any; `None` removes it.
     fn with_connection<T>(
         &self,
         user: &AppUser,
-        change: impl FnOnce(&mut Connection, &mut Option<String>) -> T,
-    ) -> Result<Option<T>, StoreError> {
+        change: impl FnOnce(Option<(&Connection, &ItemState<String>)>) -> (T, Change),
+    ) -> Result<T, StoreError> {
         let mut items = self.lock()?;
-        Ok(match items.get_mut(&connection_key(user)) {
-            Some(Item::Connection(c, holder)) => Some(change(c, holder)),
+        let key = connection_key(user);
+        let current = match items.get(&key) {
+            Some(Item::Connection(c, state)) => Some((c, state)),
             _ => None,
+        };
+        let (result, change) = change(current);
+        match change {
+            Change::Keep => {}
+            Change::Delete => {
+                items.remove(&key);
+            }
+            Change::Put(mut c, state) => {
+                // What a read shows of the item comes from its state.
+                c.version = state.version;
+                c.lease_until = state.lease_until;
+                items.insert(key, Item::Connection(*c, state));
+            }
+        }
+        Ok(result)
+    }
+
+    /// The user's connection item as it is.
+    fn connection_item(&self, user: &AppUser) -> Result<Option<(Connection, bool)>, StoreError> {
+        self.with_connection(user, |item| {
+            let found = item.map(|(c, state)| (c.clone(), state.forgotten));
+            (found, Change::Keep)
         })
     }
+}
+
+/// What a conditional write does to the connection item.
+enum Change {
+    Keep,
+    Delete,
+    Put(Box<Connection>, ItemState<String>),
 }
 
 fn taken<T>(value: Option<T>, expires_at: impl Fn(&T) -> i64, now: i64) -> Taken<T> {
@@ -162,39 +198,34 @@ impl ConnectionStore for MemoryStore {
         now: i64,
     ) -> Result<Option<Connection>, StoreError> {
         Ok(self
-            .with_connection(user, |c, _| c.clone())?
-            .filter(|c| is_live(c.refresh_expires_at, now)))
+            .connection_item(user)?
+            .filter(|(c, forgotten)| !forgotten && is_live(c.refresh_expires_at, now))
+            .map(|(c, _)| c))
     }
 
     async fn put_connection(
         &self,
         connection: &Connection,
     ) -> Result<Option<Connection>, StoreError> {
-        let mut stored = connection.clone();
-        stored.lease_until = None;
-        let old = self.lock()?.insert(
-            connection_key(&connection.user),
-            Item::Connection(stored, None),
-        );
-        Ok(match old {
-            Some(Item::Connection(c, _) | Item::Forgotten(c)) => Some(c),
-            _ => None,
+        self.with_connection(&connection.user, |old| {
+            (
+                old.map(|(c, _)| c.clone()),
+                Change::Put(
+                    Box::new(connection.clone()),
+                    ItemState::connected(connection.version),
+                ),
+            )
         })
     }
 
     async fn forget_connection(&self, user: &AppUser, version: u64) -> Result<bool, StoreError> {
-        let mut items = self.lock()?;
-        let key = connection_key(user);
-        match items.get(&key) {
-            Some(Item::Connection(c, _)) if c.version == version => {
-                let mut forgotten = c.clone();
-                forgotten.version += 1;
-                forgotten.lease_until = None;
-                items.insert(key, Item::Forgotten(forgotten));
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        self.with_connection(user, |item| match item {
+            Some((c, state)) if forget_allowed(Some(state), version) => (
+                true,
+                Change::Put(Box::new(c.clone()), state.clone().forgotten()),
+            ),
+            _ => (false, Change::Keep),
+        })
     }
 
     async fn forgotten_connection(
@@ -202,15 +233,14 @@ impl ConnectionStore for MemoryStore {
         user: &AppUser,
         now: i64,
     ) -> Result<Option<Connection>, StoreError> {
-        Ok(match self.lock()?.get(&connection_key(user)) {
-            Some(Item::Forgotten(c)) if is_live(c.refresh_expires_at, now) => Some(c.clone()),
-            _ => None,
-        })
+        Ok(self
+            .connection_item(user)?
+            .filter(|(c, forgotten)| *forgotten && is_live(c.refresh_expires_at, now))
+            .map(|(c, _)| c))
     }
 
     async fn delete_connection(&self, user: &AppUser) -> Result<(), StoreError> {
-        self.lock()?.remove(&connection_key(user));
-        Ok(())
+        self.with_connection(user, |_| ((), Change::Delete))
     }
 
     async fn try_lease(
@@ -221,55 +251,58 @@ impl ConnectionStore for MemoryStore {
         until: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let taken = self.with_connection(user, |c, lease_holder| {
-            let free = c.version == version
-                && (c.lease_until.is_none_or(|t| now >= t)
-                    || lease_holder.as_deref() == Some(holder));
-            if free {
-                c.lease_until = Some(until);
-                *lease_holder = Some(holder.to_string());
-            }
-            free
-        })?;
-        Ok(taken.unwrap_or(false))
+        let holder = holder.to_string();
+        self.with_connection(user, |item| match item {
+            Some((c, state)) if lease_allowed(Some(state), version, &holder, now) => (
+                true,
+                Change::Put(Box::new(c.clone()), state.clone().leased(holder, until)),
+            ),
+            _ => (false, Change::Keep),
+        })
     }
 
     async fn release_lease(&self, user: &AppUser, holder: &str) -> Result<(), StoreError> {
-        self.with_connection(user, |c, lease_holder| {
-            if lease_holder.as_deref() == Some(holder) {
-                c.lease_until = None;
-                *lease_holder = None;
-            }
-        })?;
-        Ok(())
+        let holder = holder.to_string();
+        self.with_connection(user, |item| match item {
+            Some((c, state)) if release_allowed(Some(state), &holder) => (
+                (),
+                Change::Put(Box::new(c.clone()), state.clone().released()),
+            ),
+            _ => ((), Change::Keep),
+        })
     }
 
     async fn replace_tokens(
         &self,
         connection: &Connection,
         expected_version: u64,
-        _holder: &str,
+        holder: &str,
     ) -> Result<bool, StoreError> {
-        let replaced = self.with_connection(&connection.user, |c, lease_holder| {
-            if c.version != expected_version {
-                return false;
+        let holder = holder.to_string();
+        self.with_connection(&connection.user, |item| match item {
+            Some((_, state))
+                if tokens_write_allowed(
+                    Some(state),
+                    expected_version,
+                    connection.version,
+                    &holder,
+                ) =>
+            {
+                let state = state.clone().renewed(connection.version, holder);
+                (true, Change::Put(Box::new(connection.clone()), state))
             }
-            *c = Connection {
-                lease_until: None,
-                ..connection.clone()
-            };
-            *lease_holder = None;
-            true
-        })?;
-        Ok(replaced.unwrap_or(false))
+            _ => (false, Change::Keep),
+        })
     }
 
     async fn delete_connection_at(&self, user: &AppUser, version: u64) -> Result<bool, StoreError> {
-        let deleted = self.take(&connection_key(user), |item| match item {
-            Item::Connection(c, _) | Item::Forgotten(c) if c.version == version => Some(()),
-            _ => None,
-        })?;
-        Ok(deleted.is_some())
+        self.with_connection(user, |item| {
+            if delete_at_allowed(item.map(|(_, state)| state), version) {
+                (true, Change::Delete)
+            } else {
+                (false, Change::Keep)
+            }
+        })
     }
 }
 

@@ -432,6 +432,100 @@ async fn a_forgotten_connection_reads_as_gone_and_keeps_its_grant(store: Arc<dyn
         .expect("delete"));
 }
 
+/// The branches of the token protocol's conditions that only a retry or a
+/// disconnect reaches (`miro_connect::token_protocol`; the DynamoDB
+/// expressions name the predicate each implements): a lease sent again by
+/// its holder (`lease_allowed`, held_by_caller), a token write sent again
+/// after it landed (`tokens_write_allowed`, its second half), a connection
+/// forgotten only once (`forget_allowed`) and deleted at its forgotten
+/// version only (`delete_at_allowed`).
+async fn retried_token_writes_count_once(store: Arc<dyn Store>) {
+    let c = connection("hana", Some(now() + 86_400));
+    store.put_connection(&c).await.expect("put");
+    let t = now();
+    assert!(store
+        .try_lease(&c.user, c.version, "a", t + 30, t)
+        .await
+        .expect("lease"));
+    assert!(
+        store
+            .try_lease(&c.user, c.version, "a", t + 30, t)
+            .await
+            .expect("lease"),
+        "the same lease sent again is still a's"
+    );
+    assert!(
+        !store
+            .try_lease(&c.user, c.version, "b", t + 30, t)
+            .await
+            .expect("lease"),
+        "and nobody else's"
+    );
+    let renewed = Connection {
+        access_token: Secret::random(),
+        version: c.version + 1,
+        ..c.clone()
+    };
+    assert!(store
+        .replace_tokens(&renewed, c.version, "a")
+        .await
+        .expect("replace"));
+    assert!(
+        store
+            .replace_tokens(&renewed, c.version, "a")
+            .await
+            .expect("replace"),
+        "the same write sent again after it landed: done, not moved on"
+    );
+    assert!(
+        !store
+            .replace_tokens(&renewed, c.version, "b")
+            .await
+            .expect("replace"),
+        "another holder's write at that version: moved on"
+    );
+    assert_eq!(
+        store.get_connection(&c.user, t).await.expect("get"),
+        Some(renewed.clone())
+    );
+
+    assert!(store
+        .forget_connection(&c.user, renewed.version)
+        .await
+        .expect("forget"));
+    let forgotten = store
+        .forgotten_connection(&c.user, t)
+        .await
+        .expect("read")
+        .expect("kept for its revocation");
+    assert!(
+        !store
+            .forget_connection(&c.user, forgotten.version)
+            .await
+            .expect("forget"),
+        "forgotten once"
+    );
+    assert!(
+        !store
+            .try_lease(&c.user, renewed.version, "c", t + 30, t)
+            .await
+            .expect("lease"),
+        "the version it was read at is gone"
+    );
+    assert!(!store
+        .delete_connection_at(&c.user, renewed.version)
+        .await
+        .expect("delete"));
+    assert!(store
+        .delete_connection_at(&c.user, forgotten.version)
+        .await
+        .expect("delete"));
+    assert_eq!(
+        store.forgotten_connection(&c.user, t).await.expect("read"),
+        None
+    );
+}
+
 async fn idempotency_claims_settle_and_release(store: Arc<dyn Store>) {
     use miro_connect::store::{IdempotencyRecord, IdempotentOutcome};
     let u = user("idem");
@@ -505,6 +599,10 @@ macro_rules! contract {
             #[tokio::test]
             async fn a_forgotten_connection_reads_as_gone_and_keeps_its_grant() {
                 super::a_forgotten_connection_reads_as_gone_and_keeps_its_grant($make.await).await
+            }
+            #[tokio::test]
+            async fn retried_token_writes_count_once() {
+                super::retried_token_writes_count_once($make.await).await
             }
             #[tokio::test]
             async fn idempotency_claims_settle_and_release() {

@@ -1,5 +1,11 @@
 //! DynamoDB adapter: one table, partition key `pk`, TTL attribute `expires_at`.
 //! The calls and their conditions are here; what an item holds is [`codec`]'s.
+//!
+//! The connection item's condition expressions implement the predicates of
+//! [`crate::token_protocol`] (each is named where it is written); the memory
+//! adapter evaluates those predicates themselves, and the store contract
+//! tests run the same cases on both, which ties each expression to its
+//! predicate.
 
 mod codec;
 
@@ -352,6 +358,8 @@ impl ConnectionStore for DynamoStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(self.codec.connection_item(connection)?))
+            // No condition: a consent replaces whatever was there
+            // (token_protocol::ItemState::connected).
             .return_values(ReturnValue::AllOld)
             .send()
             .await
@@ -367,6 +375,7 @@ impl ConnectionStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .key(PK, AttributeValue::S(connection_key(user)))
+            // token_protocol::forget_allowed, and its effect ItemState::forgotten.
             .update_expression("SET #f = :yes, #v = #v + :one REMOVE #lu, #lh")
             .condition_expression("#v = :v AND attribute_not_exists(#f)")
             .expression_attribute_names("#f", FORGOTTEN)
@@ -419,6 +428,9 @@ impl ConnectionStore for DynamoStore {
             .table_name(&self.table)
             .key(PK, AttributeValue::S(connection_key(user)))
             .update_expression("SET #lu = :until, #lh = :holder")
+            // token_protocol::lease_allowed, clause by clause (LeaseClauses):
+            // at_version AND (no_lease OR lease_ran_out OR held_by_caller);
+            // its effect is ItemState::leased.
             .condition_expression(
                 "#v = :v AND (attribute_not_exists(#lu) OR #lu <= :now OR #lh = :holder)",
             )
@@ -440,6 +452,7 @@ impl ConnectionStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .key(PK, AttributeValue::S(connection_key(user)))
+            // token_protocol::release_allowed, and its effect ItemState::released.
             .update_expression("REMOVE #lu, #lh")
             .condition_expression("#lh = :holder")
             .expression_attribute_names("#lu", LEASE_UNTIL)
@@ -463,6 +476,9 @@ impl ConnectionStore for DynamoStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
+            // token_protocol::tokens_write_allowed (the second half: this very
+            // write already landed), and its effect ItemState::renewed: the
+            // whole item anew, so no lease and no `forgotten`.
             .condition_expression("#v = :v OR (#v = :new AND #wb = :holder)")
             .expression_attribute_names("#v", VERSION)
             .expression_attribute_names("#wb", WRITTEN_BY)
@@ -480,6 +496,7 @@ impl ConnectionStore for DynamoStore {
             .delete_item()
             .table_name(&self.table)
             .key(PK, AttributeValue::S(connection_key(user)))
+            // token_protocol::delete_at_allowed.
             .condition_expression("#v = :v")
             .expression_attribute_names("#v", VERSION)
             .expression_attribute_values(":v", n(version as i64))
