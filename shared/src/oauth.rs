@@ -198,6 +198,10 @@ fn grant(
     response: Result<MiroTokenResponse, RequestTokenError<TransportError, MiroOAuthError>>,
 ) -> Result<TokenGrant, OAuthError> {
     match response {
+        // Not a grant anyone could use, and no verdict on the grant either.
+        Ok(token) if token.access_token().secret().is_empty() => Err(OAuthError::Unavailable(
+            "a token response without an access token".into(),
+        )),
         Ok(token) => Ok(TokenGrant {
             access_token: Secret::new(token.access_token().secret().clone()),
             refresh_token: token

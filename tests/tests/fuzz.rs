@@ -493,9 +493,13 @@ proptest! {
         let case = format!("{status} {content_type:?} {}", String::from_utf8_lossy(&body));
         let json_type = content_type.is_none_or(|c| c.to_ascii_lowercase().starts_with("application/json"));
         match (status, got) {
-            // A 200 is a grant exactly when it is a token response, and the
-            // grant is the body's, with `expires_in` capped at a day.
-            (200, got) => match serde_json::from_slice::<MiroTokenResponse>(&body).ok().filter(|_| json_type) {
+            // A 200 is a grant exactly when it is a token response with an
+            // access token, and the grant is the body's, with `expires_in`
+            // capped at a day.
+            (200, got) => match serde_json::from_slice::<MiroTokenResponse>(&body)
+                .ok()
+                .filter(|t| json_type && !t.access_token().secret().is_empty())
+            {
                 Some(token) => {
                     let grant = got.map_err(|e| format!("{e} on {case}"));
                     prop_assert!(grant.is_ok(), "{:?}", grant.err());

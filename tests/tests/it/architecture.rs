@@ -105,7 +105,10 @@ fn shared_module_graph() -> BTreeMap<String, BTreeSet<String>> {
     let mut files = Vec::new();
     files_under(&src, &mut files);
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "rs")) {
+    for file in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "rs"))
+    {
         let module = module_of(&src, file);
         if module == "lib" {
             continue;
@@ -138,10 +141,7 @@ fn the_circle_check_finds_a_circle() {
 /// Paths in backticks in the code map's table.
 fn code_map() -> Vec<String> {
     let doc = std::fs::read_to_string(root().join("docs/architecture.md")).expect("the doc");
-    let section = doc
-        .split("## Code map")
-        .nth(1)
-        .expect("a code map section");
+    let section = doc.split("## Code map").nth(1).expect("a code map section");
     section
         .lines()
         .filter(|l| l.starts_with("| `"))
@@ -155,7 +155,10 @@ fn the_code_map_matches_the_tree() {
     let root = root();
     let map = code_map();
     for path in &map {
-        assert!(root.join(path).exists(), "the code map names {path}, which is not there");
+        assert!(
+            root.join(path).exists(),
+            "the code map names {path}, which is not there"
+        );
     }
     let mut files = Vec::new();
     files_under(&root.join("shared/src"), &mut files);
