@@ -57,6 +57,8 @@ export const MESSAGES = Object.freeze({
   storage_unavailable: 'The service is unavailable right now. Please try again shortly.',
   internal_error: 'Something went wrong on our side. Please try again.',
   // This client.
+  too_many_authorizations: 'Too many Miro sign-ins are waiting to be finished. Please wait a few minutes and try again.',
+  request_timeout: 'The service took too long to answer. Please try again.',
   network_error: 'Could not reach the service. Check your connection and try again.',
   unexpected_response: 'The service gave an unexpected answer. Please try again.',
 });
@@ -115,7 +117,7 @@ export function hasMiroResult(location = globalThis.location) {
  * @typedef {object} Board
  * @property {string} id
  * @property {string} name
- * @property {string} view_link
+ * @property {string} [view_link] Miro's link to the board (left out unless https)
  * @property {object} [team]
  * @property {string} [created_at]
  */
@@ -186,6 +188,35 @@ export function createClient({
     storage.removeItem(storageKey);
     return secret;
   };
+
+  /** Presents a completion; on a retryable answer keeps the secret for a retry. */
+  async function complete(completion, flowSecret) {
+    const body = { completion };
+    if (flowSecret) body.flow_secret = flowSecret;
+    const retryable = (err) => {
+      keep(flowSecret);
+      err.completion = completion;
+      return err;
+    };
+    let res;
+    try {
+      res = await call('POST', '/miro/authorizations/complete', { body });
+    } catch (e) {
+      throw e instanceof MiroConnectError ? retryable(e) : e;
+    }
+    if (res.status === 429 || res.status === 503) throw retryable(failure(res));
+    if (res.status !== 200 || !res.body || !res.body.connection) throw failure(res);
+    const boardError = res.body.board_error;
+    return {
+      connection: res.body.connection,
+      board: res.body.board || null,
+      boardError: boardError
+        ? new MiroConnectError(String(boardError.error || 'unexpected_response'), {
+          detail: typeof boardError.message === 'string' ? boardError.message : undefined,
+        })
+        : null,
+    };
+  }
 
   async function call(method, path, { body, headers = {} } = {}) {
     const token = await getToken();
@@ -307,20 +338,19 @@ export function createClient({
       if (!completion) {
         throw new MiroConnectError(CALLBACK_ERRORS.includes(error) ? error : 'authorization_failed');
       }
-      const body = { completion };
-      if (flowSecret) body.flow_secret = flowSecret;
-      const res = await call('POST', '/miro/authorizations/complete', { body });
-      if (res.status !== 200 || !res.body || !res.body.connection) throw failure(res);
-      const boardError = res.body.board_error;
-      return {
-        connection: res.body.connection,
-        board: res.body.board || null,
-        boardError: boardError
-          ? new MiroConnectError(String(boardError.error || 'unexpected_response'), {
-            detail: typeof boardError.message === 'string' ? boardError.message : undefined,
-          })
-          : null,
-      };
+      return complete(completion, flowSecret);
+    },
+
+    /**
+     * Presents a completion again after a retryable failure of
+     * {@link completeFromLocation} (its error carries `completion`): the
+     * service kept the code, and this tab kept the flow secret.
+     * @param {string} completion the error's `completion`
+     * @returns {Promise<Completed>}
+     * @throws {MiroConnectError}
+     */
+    async retryCompletion(completion) {
+      return complete(completion, take());
     },
 
     /**

@@ -255,10 +255,12 @@ impl Config {
             Some(v) => v
                 .parse()
                 .ok()
-                .filter(|ms| (100..=60_000).contains(ms))
+                // Below half the 30 s refresh lease, so that a live
+                // refresher always finishes before its lease can be taken.
+                .filter(|ms| (100..=15_000).contains(ms))
                 .ok_or(ConfigError::Invalid {
                     name: "MIRO_TIMEOUT_MS",
-                    reason: "milliseconds between 100 and 60000".into(),
+                    reason: "milliseconds between 100 and 15000".into(),
                 })?,
         };
 

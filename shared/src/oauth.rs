@@ -252,7 +252,7 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// `oauth2`'s HTTP client port over our reqwest. Only a 200, or a 400/401
 /// whose body is a JSON error, reaches `oauth2` as an answer; everything
 /// else is a transport error, so that it reads as "try again", never as a
-/// dead grant (`docs/miro-facts.md`, "Token endpoint").
+/// dead grant (`docs/miro.md`, "Token endpoint").
 struct OAuthHttp {
     http: reqwest::Client,
     /// Reads `X-RateLimit-Reset` against it.

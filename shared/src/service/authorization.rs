@@ -317,7 +317,9 @@ impl Service {
                     Some(connection.clone()),
                     intent,
                     Deadline::no_waiting(),
-                    Consent::StartFlow,
+                    // A flow started here could never be used: its secret
+                    // would not reach the app.
+                    Consent::ReportOnly,
                 )
                 .await
             {

@@ -25,8 +25,10 @@ impl Service {
     pub async fn disconnect(&self, user: &AppUser) -> Result<(), Error> {
         let now = self.clock.now();
         // Bounded: a refresh may move the version between our read and write.
+        let mut gone = false;
         for _ in 0..3 {
             let Some(connection) = self.store.get_connection(user, now).await? else {
+                gone = true;
                 break;
             };
             if self
@@ -35,8 +37,15 @@ impl Service {
                 .await?
             {
                 tracing::info!(user = %user, "Miro disconnected");
+                gone = true;
                 break;
             }
+        }
+        if !gone {
+            // Never a 204 while the user is still connected.
+            return Err(Error::Storage(
+                "the connection kept changing while being forgotten".into(),
+            ));
         }
         let Some(forgotten) = self.store.forgotten_connection(user, now).await? else {
             return Ok(());

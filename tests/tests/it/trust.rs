@@ -140,6 +140,7 @@ async fn a_reconnect_during_a_refresh_is_not_undone() {
     // The refresh reaches Miro (which rotates at once) and its answer is slow:
     // the user reconnects in between.
     app.emulator.delay_refresh_answers(Some(1500));
+    let calls_before = app.emulator.token_calls();
     let refreshing = {
         let request = crate::support::request(
             Method::POST,
@@ -152,7 +153,14 @@ async fn a_reconnect_during_a_refresh_is_not_undone() {
         async move { crate::support::route(service, request).await }
     };
     let reconnect = async {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Reconnect once the refresh has reached Miro (which rotated at
+        // once) and while its answer is on the way.
+        for _ in 0..200 {
+            if app.emulator.token_calls() > calls_before {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let completion = app.authorize("wes").await;
         app.complete("wes", &completion).await
     };

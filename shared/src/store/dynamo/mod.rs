@@ -364,9 +364,12 @@ impl ConnectionStore for DynamoStore {
             .send()
             .await
             .map_err(unavailable)?;
+        // A retried put that finds its own first attempt (the answer was
+        // lost) replaced nothing: its grant must not be revoked.
         Ok(out
             .attributes
-            .and_then(|old| self.codec.connection_from(&connection.user, &old).ok()))
+            .and_then(|old| self.codec.connection_from(&connection.user, &old).ok())
+            .filter(|old| old.version != connection.version))
     }
 
     async fn forget_connection(&self, user: &AppUser, version: u64) -> Result<bool, StoreError> {
