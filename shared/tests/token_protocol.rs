@@ -991,7 +991,8 @@ impl TokenModel {
                 } else if tries + 1 < 3 {
                     User::DisconnectRead { tries: tries + 1 }
                 } else {
-                    User::ReadForgotten
+                    // Still connected: a retryable error, never a 204.
+                    User::Idle
                 }
             }
             User::ReadForgotten => match &s.item {
@@ -1081,7 +1082,8 @@ impl Report {
 }
 
 /// Runs the checker over `model`; a mutant stops at its first failure
-/// (unless `TP_ALL` is set, to list every property it breaks). The real
+/// (unless `TP_ALL` is set, to list every property it breaks, with
+/// counterexamples that need not be the shortest). The real
 /// protocol is explored whole, depth first, with the two create-board
 /// callers taken as interchangeable.
 fn check(mut model: TokenModel, mutant: bool) -> Report {
@@ -1092,8 +1094,9 @@ fn check(mut model: TokenModel, mutant: bool) -> Report {
     // One thread for a mutant: breadth first in order, so the counterexample
     // printed is a shortest one (sticky violation flags make any later state
     // a counterexample too).
-    let mut builder = model.checker().threads(if mutant { 1 } else { 2 });
-    if mutant && !every_failure {
+    let shortest = mutant && !every_failure;
+    let mut builder = model.checker().threads(if shortest { 1 } else { 2 });
+    if shortest {
         builder = builder.finish_when(HasDiscoveries::AnyFailures);
     }
     fn report(
@@ -1110,10 +1113,11 @@ fn check(mut model: TokenModel, mutant: bool) -> Report {
             discoveries: checker.discoveries(),
         }
     }
-    if mutant {
+    if shortest {
         // Breadth first, one thread, and each property's first failing
         // state kept: a shortest counterexample. (The checker's own record
-        // keeps the last failing state it met.)
+        // keeps the last failing state it met; the visitor rebuilds the
+        // path of every state, affordable only for a short run.)
         let first: FirstFailures = Default::default();
         let mut found = report(
             builder.visitor(first.clone()).spawn_bfs().join(),
@@ -1124,6 +1128,8 @@ fn check(mut model: TokenModel, mutant: bool) -> Report {
             .discoveries
             .extend(first.0.lock().expect("not poisoned").drain());
         found
+    } else if mutant {
+        report(builder.spawn_bfs().join(), started, properties)
     } else {
         report(
             builder.symmetry_fn(representative).spawn_dfs().join(),
@@ -1200,12 +1206,20 @@ fn describe(state: &State, action: Action) -> String {
     }
 }
 
+/// Prints past the test harness's capture, in one write (tests run side by
+/// side), so that the test command shows what the checker explored and found.
+fn show(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
 /// A counterexample: each state of the item, and the step taken from it.
-fn print_path(report: &Report, name: &'static str) {
+fn print_path(out: &mut String, report: &Report, name: &'static str) {
+    use std::fmt::Write;
     let Some(path) = report.discoveries.get(name).cloned() else {
         return;
     };
-    println!("  counterexample for {name}:");
+    let _ = writeln!(out, "  counterexample for {name}:");
     let model = TokenModel::real();
     let failing = |state: &State| {
         model
@@ -1220,17 +1234,20 @@ fn print_path(report: &Report, name: &'static str) {
         steps[first].1 = None;
     }
     for (state, action) in steps {
-        println!("    {}", item_summary(&state));
+        let _ = writeln!(out, "    {}", item_summary(&state));
         if let Some(action) = action {
-            println!("      -> {}", describe(&state, action));
+            let _ = writeln!(out, "      -> {}", describe(&state, action));
         }
     }
 }
 
 #[test]
 fn the_protocol_keeps_its_properties() {
+    use std::fmt::Write;
     let report = check(TokenModel::real(), false);
-    println!(
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "token protocol: {} states explored ({} unique, depth {}) in {:.1?}",
         report.states, report.unique, report.depth, report.took
     );
@@ -1246,30 +1263,36 @@ fn the_protocol_keeps_its_properties() {
         if found != (p.expectation == Expectation::Sometimes) {
             wrong.push(p.name);
         }
-        println!(
+        let _ = writeln!(
+            out,
             "  {:<10} {:<36} {verdict}",
             format!("{:?}", p.expectation),
             p.name
         );
     }
     for name in report.failures() {
-        print_path(&report, name);
+        print_path(&mut out, &report, name);
     }
+    show(&out);
     assert!(wrong.is_empty(), "properties not as expected: {wrong:?}");
 }
 
 /// Runs a mutant and asserts that some property fails; prints the first
 /// counterexample (or all of them).
 fn assert_caught(what: &str, model: TokenModel, show_all: bool) {
+    use std::fmt::Write;
     let report = check(model, true);
     let failed = report.failures();
-    println!(
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "mutant, {what}: {} states explored in {:.1?}; fails {failed:?}",
         report.unique, report.took
     );
     for name in failed.iter().take(if show_all { failed.len() } else { 1 }) {
-        print_path(&report, name);
+        print_path(&mut out, &report, name);
     }
+    show(&out);
     assert!(!failed.is_empty(), "mutant not caught: {what}");
 }
 
