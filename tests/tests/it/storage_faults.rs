@@ -13,7 +13,7 @@
 
 use crate::support::{
     completion_from, dynamo_client, emulator_config, fresh_table, init_logs, request, route,
-    service_with, settings, test_sealer, Backend, Reply, REDIRECT_URI,
+    service_with, settings, test_sealer, Backend, Reply,
 };
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::config::retry::{RetryPartition, TokenBucket};
@@ -197,34 +197,7 @@ impl Deployment {
 
     /// The browser at Miro: Allow; returns the query Miro redirects back with.
     async fn consent(&self, authorize_url: &str) -> String {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
-        let page = http
-            .get(authorize_url)
-            .send()
-            .await
-            .expect("authorize page");
-        assert_eq!(
-            page.status(),
-            200,
-            "the emulator refused the authorize request"
-        );
-        let decision = http
-            .post(authorize_url)
-            .form(&[("decision", "allow")])
-            .send()
-            .await
-            .expect("decision");
-        assert!(decision.status().is_redirection());
-        let location = decision.headers()["location"]
-            .to_str()
-            .expect("location")
-            .to_string();
-        let location = url::Url::parse(&location).expect("redirect");
-        assert!(location.as_str().starts_with(REDIRECT_URI), "{location}");
-        location.query().unwrap_or_default().to_string()
+        crate::support::consent_with(authorize_url, &[("decision", "allow")]).await
     }
 
     fn complete_body(completion: &str, flow_secret: &str) -> String {

@@ -287,41 +287,11 @@ impl TestApp {
     /// The browser at Miro: opens the authorize URL and clicks Allow or Deny.
     /// Returns the query Miro redirected back with.
     pub async fn consent(&self, authorize_url: &str, allow: bool) -> String {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
-        let page = http
-            .get(authorize_url)
-            .send()
-            .await
-            .expect("authorize page");
-        assert_eq!(
-            page.status(),
-            200,
-            "the emulator refused the authorize request"
-        );
-        let decision = http
-            .post(authorize_url)
-            .form(&[("decision", if allow { "allow" } else { "deny" })])
-            .send()
-            .await
-            .expect("decision");
-        assert!(decision.status().is_redirection());
-        let location = decision.headers()["location"]
-            .to_str()
-            .expect("location")
-            .to_string();
-        let location = url::Url::parse(&location).expect("redirect");
-        assert_eq!(
-            format!(
-                "{}{}",
-                location.origin().ascii_serialization(),
-                location.path()
-            ),
-            REDIRECT_URI
-        );
-        location.query().unwrap_or_default().to_string()
+        consent_with(
+            authorize_url,
+            &[("decision", if allow { "allow" } else { "deny" })],
+        )
+        .await
     }
 
     pub async fn callback(&self, query: &str) -> Reply {
@@ -399,6 +369,47 @@ impl TestApp {
             }
         }
     }
+}
+
+/// The browser at Miro: opens the authorize URL and posts its form (`decision`,
+/// and `miro_user` to consent as another Miro account). Returns the query
+/// Miro redirected back with.
+pub async fn consent_with(authorize_url: &str, form: &[(&str, &str)]) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = http
+        .get(authorize_url)
+        .send()
+        .await
+        .expect("authorize page");
+    assert_eq!(
+        page.status(),
+        200,
+        "the emulator refused the authorize request"
+    );
+    let decision = http
+        .post(authorize_url)
+        .form(form)
+        .send()
+        .await
+        .expect("decision");
+    assert!(decision.status().is_redirection());
+    let location = decision.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let location = url::Url::parse(&location).expect("redirect");
+    assert_eq!(
+        format!(
+            "{}{}",
+            location.origin().ascii_serialization(),
+            location.path()
+        ),
+        REDIRECT_URI
+    );
+    location.query().unwrap_or_default().to_string()
 }
 
 /// The routes of every HTTP function, as API Gateway maps them.

@@ -6,7 +6,7 @@
 //! matching fault, on DynamoDB Local.
 
 use crate::support::{
-    completion_from, emulator_config, query_value, service_with, settings, TestApp,
+    completion_from, consent_with, emulator_config, query_value, service_with, settings, TestApp,
 };
 use lambda_http::http::{Method, StatusCode};
 use miro_connect::store::dynamo::DynamoStore;
@@ -274,24 +274,6 @@ async fn a_completion_needs_the_flow_secret_of_the_browser_that_started_it() {
     assert!(app.connection("cleo").await.is_none());
 }
 
-/// The browser at Miro, signed in as the attacker's Miro account.
-async fn consent_as_attacker(authorize_url: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let decision = http
-        .post(authorize_url)
-        .form(&[("decision", "allow"), ("miro_user", "attacker")])
-        .send()
-        .await
-        .expect("decision");
-    assert!(decision.status().is_redirection());
-    let location =
-        url::Url::parse(decision.headers()["location"].to_str().expect("ascii")).expect("location");
-    location.query().unwrap_or_default().to_string()
-}
-
 #[tokio::test]
 async fn a_leaked_authorize_url_cannot_link_the_attackers_miro() {
     let app = TestApp::new().await;
@@ -304,7 +286,7 @@ async fn a_leaked_authorize_url_cannot_link_the_attackers_miro() {
         .expect("url")
         .to_string();
     // The attacker consents with their own Miro and sends the user the link.
-    let query = consent_as_attacker(&leaked).await;
+    let query = consent_with(&leaked, &[("decision", "allow"), ("miro_user", "attacker")]).await;
     let link = completion_from(&app.callback(&query).await);
     // The user's page opens it in another tab: no flow secret there.
     app.complete_with("dora", &link, None)
