@@ -166,7 +166,7 @@ impl TokenRefresh {
         step
     }
 
-    fn expect(&self, ok: bool, answer: &str) {
+    fn check_step(&self, ok: bool, answer: &str) {
         debug_assert!(ok, "{answer} answered while the step was {:?}", self.step);
     }
 
@@ -182,7 +182,7 @@ impl TokenRefresh {
     /// The connection as read at `now` (`None`: missing, lapsed, forgotten
     /// or unreadable).
     pub fn read(&mut self, seen: Option<Seen>, now: i64) -> Step {
-        self.expect(self.step == Step::Read, "read");
+        self.check_step(self.step == Step::Read, "read");
         self.rounds += 1;
         self.now = now;
         self.seen = seen;
@@ -210,7 +210,7 @@ impl TokenRefresh {
 
     /// The connection without a refresh token was deleted (or had moved on).
     pub fn exhausted_deleted(&mut self) -> Step {
-        self.expect(
+        self.check_step(
             matches!(self.step, Step::DeleteExhausted { .. }),
             "exhausted_deleted",
         );
@@ -220,7 +220,7 @@ impl TokenRefresh {
     /// The lease was taken (`true`) or someone else's is running, or the
     /// item moved on (`false`).
     pub fn leased(&mut self, taken: bool) -> Step {
-        self.expect(matches!(self.step, Step::TryLease { .. }), "leased");
+        self.check_step(matches!(self.step, Step::TryLease { .. }), "leased");
         let Some(seen) = self.seen else {
             return self.to(Step::Done(Outcome::NotConnected));
         };
@@ -239,7 +239,7 @@ impl TokenRefresh {
 
     /// Miro's answer to the refresh.
     pub fn refreshed(&mut self, answer: Answer) -> Step {
-        self.expect(matches!(self.step, Step::Refresh { .. }), "refreshed");
+        self.check_step(matches!(self.step, Step::Refresh { .. }), "refreshed");
         let Some(seen) = self.seen else {
             return self.to(Step::Done(Outcome::NotConnected));
         };
@@ -259,7 +259,7 @@ impl TokenRefresh {
 
     /// The new tokens were written (`true`), or the item moved on (`false`).
     pub fn tokens_written(&mut self, landed: bool) -> Step {
-        self.expect(
+        self.check_step(
             matches!(self.step, Step::WriteTokens { .. }),
             "tokens_written",
         );
@@ -272,14 +272,14 @@ impl TokenRefresh {
 
     /// The superseded tokens were revoked (or that failed: best effort).
     pub fn renewed_revoked(&mut self) -> Step {
-        self.expect(self.step == Step::RevokeRenewed, "renewed_revoked");
+        self.check_step(self.step == Step::RevokeRenewed, "renewed_revoked");
         self.next_round()
     }
 
     /// The dead connection was deleted (`true`), or it had moved on
     /// (`false`: a reconnect or a disconnect won; read what is there now).
     pub fn dead_deleted(&mut self, deleted: bool) -> Step {
-        self.expect(matches!(self.step, Step::DeleteDead { .. }), "dead_deleted");
+        self.check_step(matches!(self.step, Step::DeleteDead { .. }), "dead_deleted");
         if deleted {
             self.to(Step::Done(Outcome::NotConnected))
         } else {
@@ -289,13 +289,13 @@ impl TokenRefresh {
 
     /// The lease was given back after a transient answer.
     pub fn lease_released(&mut self) -> Step {
-        self.expect(self.step == Step::ReleaseLease, "lease_released");
+        self.check_step(self.step == Step::ReleaseLease, "lease_released");
         self.to(Step::Done(Outcome::MiroTransient))
     }
 
     /// The wait is over.
     pub fn waited(&mut self) -> Step {
-        self.expect(self.step == Step::Wait, "waited");
+        self.check_step(self.step == Step::Wait, "waited");
         self.next_round()
     }
 }
