@@ -1,21 +1,24 @@
-//! `POST /v2/boards`: Miro's validation, rate limit and bodies, with
-//! injectable faults.
+//! `POST /v2/boards` (create) and `PUT /v2/boards?copy_from=` (copy):
+//! Miro's validation, teams and bodies. Credits and faults are
+//! [`crate::metered`]'s.
 
 use crate::faults::padded_json;
-use crate::oauth::authenticate;
-use crate::reply::{iso8601, miro_error, status_or, with_headers};
-use crate::state::{user_name, RateWindow, Shared, World};
-use crate::{BoardFault, BoardRecord, PROJECT_ID, TEAM_ID, TEAM_NAME};
+use crate::metered::{metered, not_installed, Call};
+use crate::oauth::{query_map, Caller};
+use crate::reply::{iso8601, miro_error};
+use crate::state::{team_name, user_name, Shared, World};
+use crate::{BoardRecord, PROJECT_ID, TEAM_ID};
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use rand::RngCore;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 const BOARD_FIELDS: [&str; 5] = ["name", "description", "teamId", "projectId", "policy"];
+/// Miro's copy takes no `projectId` (it is refused by name, below).
+const COPY_FIELDS: [&str; 4] = ["name", "description", "teamId", "policy"];
 
 fn enum_field(obj: &Map<String, Value>, key: &str, allowed: &[&str]) -> Result<(), String> {
     match obj.get(key) {
@@ -35,9 +38,16 @@ fn object<'a>(v: &'a Value, key: &str, allowed: &[&str]) -> Result<&'a Map<Strin
     Ok(obj)
 }
 
-/// Miro's rules for `POST /v2/boards` (`docs/miro.md`, "Boards").
-fn validate_board(body: &Value) -> Result<(), String> {
-    let obj = object(body, "body", &BOARD_FIELDS)?;
+/// Miro's rules for the body of a create (`fields`: [`BOARD_FIELDS`]) or a
+/// copy ([`COPY_FIELDS`]) (`docs/miro.md`, "Boards").
+fn validate_board(body: &Value, fields: &[&str]) -> Result<(), String> {
+    let obj = object(body, "body", fields)?;
+    for id in ["teamId", "projectId"] {
+        // Ids above 2^53: Miro takes them as strings only.
+        if obj.get(id).is_some_and(|v| !v.is_string()) {
+            return Err(format!("{id} must be a string"));
+        }
+    }
     if let Some(name) = obj.get("name") {
         let n = name
             .as_str()
@@ -119,199 +129,184 @@ pub(crate) async fn create_board(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (mut response, fault) = board_answer(&shared, &headers, &body);
-    match fault {
-        Some(BoardFault::SlowAfter(ms)) => {
-            tokio::time::sleep(std::time::Duration::from_millis(ms)).await
-        }
-        Some(BoardFault::DropAfter) => {
-            // Start the body, then fail it: the connection ends mid-answer.
-            let (mut parts, _) = response.into_parts();
-            parts.headers.remove(header::CONTENT_LENGTH);
-            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
-                Ok(Bytes::from_static(b"{\"id\":")),
-                Err(std::io::Error::other("connection dropped")),
-            ];
-            let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
-            response = Response::from_parts(parts, body);
-        }
-        _ => {}
-    }
-    response
+    metered(&shared, &headers, Call::CreateBoard, |world, caller| {
+        board_created(world, caller, &body)
+    })
+    .await
 }
 
-/// Miro's rate-limit headers for the current window, and whether it still
-/// has room for this request. A window starts at the first request after
-/// the previous one ended (not at a multiple of its length on the wall
-/// clock), so a test never starts at the tail of a window.
-fn rate_limit(shared: &Shared, world: &mut World) -> (bool, Vec<(&'static str, String)>) {
-    let Some((limit, window)) = shared.config.board_rate_limit else {
-        return (true, vec![]);
-    };
-    let window_ms = window.saturating_mul(1000);
-    let now_ms = world.now_ms();
-    let ended = world
-        .rate
-        .start_ms
-        .is_none_or(|start| now_ms >= start.saturating_add(window_ms));
-    if ended {
-        world.rate = RateWindow {
-            start_ms: Some(now_ms),
-            used: 0,
-            limited: false,
-        };
-    }
-    let start_ms = world.rate.start_ms.unwrap_or(now_ms);
-    if world.rate.limited {
-        world.after_limit += 1;
-    }
-    let room = world.rate.used < limit;
-    if room {
-        world.rate.used += 1;
-    } else {
-        world.rate.limited = true;
-        world.rate_limited += 1;
-    }
-    // Epoch seconds, rounded up: waiting until then always reaches the next window.
-    let reset = start_ms
-        .saturating_add(window_ms)
-        .saturating_add(999)
-        .div_euclid(1000);
-    let headers = vec![
-        ("x-ratelimit-limit", limit.to_string()),
-        (
-            "x-ratelimit-remaining",
-            limit.saturating_sub(world.rate.used).to_string(),
-        ),
-        ("x-ratelimit-reset", reset.to_string()),
-    ];
-    (room, headers)
-}
-
-fn board_answer(
-    shared: &Shared,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> (Response, Option<BoardFault>) {
-    let mut world = shared.world();
-    let (room, rate_headers) = rate_limit(shared, &mut world);
-    if !room {
-        let limited = miro_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "tooManyRequests",
-            "Request rate limit exceed",
-        );
-        return (with_headers(limited, rate_headers), None);
-    }
-    let fault = world.faults.board.pop_front();
-    if let Some(BoardFault::FailBefore(status)) = fault {
-        let status = status_or(status, StatusCode::INTERNAL_SERVER_ERROR);
-        return (
-            miro_error(status, "internalError", "Injected fault."),
-            fault,
-        );
-    }
-    let mut response = board_created(shared, &mut world, headers, body);
-    if let Some(BoardFault::FailAfter(status)) = fault {
-        if response.status() == StatusCode::CREATED {
-            let status = status_or(status, StatusCode::INTERNAL_SERVER_ERROR);
-            response = miro_error(status, "internalError", "Injected fault.");
-        }
-    }
-    (with_headers(response, rate_headers), fault)
-}
-
-fn board_created(
-    shared: &Shared,
-    world: &mut World,
-    headers: &HeaderMap,
-    body: &Bytes,
+pub(crate) async fn copy_board(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
-    let (token, miro_user_id) = match authenticate(world, headers) {
-        Ok(t) => t,
-        Err(message) => return miro_error(StatusCode::UNAUTHORIZED, "tokenNotProvided", message),
-    };
-    if !shared.config.scopes.iter().any(|s| s == "boards:write") {
-        return miro_error(
-            StatusCode::FORBIDDEN,
-            "forbiddenAccess",
-            "Missing scope boards:write.",
-        );
+    let source = query_map(&raw).remove("copy_from");
+    metered(&shared, &headers, Call::CopyBoard, |world, caller| {
+        board_copied(world, caller, source.as_deref(), &body)
+    })
+    .await
+}
+
+/// The JSON body (an empty one is `{}`), or Miro's 400.
+fn json_body(body: &Bytes) -> Result<Value, Box<Response>> {
+    if body.is_empty() {
+        return Ok(json!({}));
     }
-    let body: Value = if body.is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(_) => {
-                return miro_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalidParameters",
-                    "Body is not valid JSON.",
-                )
-            }
-        }
+    serde_json::from_slice(body).map_err(|_| {
+        Box::new(miro_error(
+            StatusCode::BAD_REQUEST,
+            "invalidParameters",
+            "Body is not valid JSON.",
+        ))
+    })
+}
+
+fn str_field(body: &Value, key: &str) -> Option<String> {
+    body.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+/// The team a call names (`teamId`) or else the token's own: a token works
+/// for its own team alone, so another is one where the app is not installed.
+fn target_team(body: &Value, caller: &Caller) -> Result<String, Box<Response>> {
+    match str_field(body, "teamId") {
+        Some(team) if team != caller.team_id => Err(Box::new(not_installed())),
+        _ => Ok(caller.team_id.clone()),
+    }
+}
+
+fn board_created(world: &mut World, caller: &Caller, body: &Bytes) -> Response {
+    let body = match json_body(body) {
+        Ok(b) => b,
+        Err(refused) => return *refused,
     };
-    if let Err(message) = validate_board(&body) {
+    if let Err(message) = validate_board(&body, &BOARD_FIELDS) {
         return miro_error(StatusCode::BAD_REQUEST, "invalidParameters", &message);
     }
-    let str_field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
-    if let Some(team) = str_field("teamId") {
-        if team != TEAM_ID {
-            return miro_error(
-                StatusCode::FORBIDDEN,
-                "forbiddenAccess",
-                "No access to this team.",
-            );
-        }
-    }
-    if let Some(project) = str_field("projectId") {
-        if project != PROJECT_ID {
+    let team_id = match target_team(&body, caller) {
+        Ok(t) => t,
+        Err(refused) => return *refused,
+    };
+    if let Some(project) = str_field(&body, "projectId") {
+        // The one project is in the first team.
+        if project != PROJECT_ID || team_id != TEAM_ID {
             return miro_error(StatusCode::NOT_FOUND, "notFound", "Project not found.");
         }
     }
-    let id = {
-        let mut bytes = [0u8; 8];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        format!("uX{hex}=")
-    };
-    let name = str_field("name").unwrap_or_else(|| "Untitled".into());
-    let description = str_field("description").unwrap_or_default();
-    let created_at = iso8601(world.now());
-    world.boards.push(BoardRecord {
-        id: id.clone(),
-        name: name.clone(),
-        description: description.clone(),
-        team_id: TEAM_ID.into(),
-        access_token: token,
-        miro_user_id: miro_user_id.clone(),
+    let record = BoardRecord {
+        id: world.board_id(),
+        name: str_field(&body, "name").unwrap_or_else(|| "Untitled".into()),
+        description: str_field(&body, "description").unwrap_or_default(),
+        team_id,
+        access_token: caller.token.clone(),
+        miro_user_id: caller.miro_user_id.clone(),
         body: body.clone(),
-    });
-    let user_name = user_name(&miro_user_id);
-    let user = json!({ "id": miro_user_id, "name": user_name, "type": "user" });
+        content: None,
+        copied_from: None,
+    };
+    let policy = body.get("policy").cloned().unwrap_or_else(|| json!({}));
+    let project = Some(
+        body.get("projectId")
+            .map_or(Value::Null, |p| json!({ "id": p })),
+    );
+    let board = board_json(world, &record, policy, project);
+    world.boards.push(record);
+    board_answer(world, board)
+}
+
+fn board_copied(
+    world: &mut World,
+    caller: &Caller,
+    source: Option<&str>,
+    body: &Bytes,
+) -> Response {
+    let Some(source) = source.filter(|s| !s.is_empty()) else {
+        return miro_error(
+            StatusCode::BAD_REQUEST,
+            "invalidParameters",
+            "copy_from is required.",
+        );
+    };
+    let body = match json_body(body) {
+        Ok(b) => b,
+        Err(refused) => return *refused,
+    };
+    if body.get("projectId").is_some() {
+        return miro_error(
+            StatusCode::BAD_REQUEST,
+            "invalidParameters",
+            "projectId is not supported when copying a board.",
+        );
+    }
+    if let Err(message) = validate_board(&body, &COPY_FIELDS) {
+        return miro_error(StatusCode::BAD_REQUEST, "invalidParameters", &message);
+    }
+    let team_id = match target_team(&body, caller) {
+        Ok(t) => t,
+        Err(refused) => return *refused,
+    };
+    let Some(original) = world
+        .visible_board(source, &caller.miro_user_id, &caller.team_id)
+        .cloned()
+    else {
+        return miro_error(StatusCode::NOT_FOUND, "notFound", "Board not found.");
+    };
+    let policy = body
+        .get("policy")
+        .or_else(|| original.body.get("policy"))
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let record = BoardRecord {
+        id: world.board_id(),
+        name: str_field(&body, "name").unwrap_or(original.name),
+        description: str_field(&body, "description").unwrap_or(original.description),
+        team_id,
+        access_token: caller.token.clone(),
+        miro_user_id: caller.miro_user_id.clone(),
+        body,
+        content: original.content,
+        copied_from: Some(original.id),
+    };
+    let board = board_json(world, &record, policy, None);
+    world.boards.push(record);
+    board_answer(world, board)
+}
+
+/// Miro's board (`BoardWithLinks`) for a board the caller just made and owns.
+/// `project`: `None` leaves the key out (a copy has none).
+fn board_json(world: &World, b: &BoardRecord, policy: Value, project: Option<Value>) -> Value {
+    let id = &b.id;
+    let created_at = iso8601(world.now());
+    let user_name = user_name(&b.miro_user_id);
+    let user = json!({ "id": b.miro_user_id, "name": user_name, "type": "user" });
     let view_link = world
         .faults
         .view_link
         .clone()
         .unwrap_or_else(|| format!("https://miro.com/app/board/{id}"));
-    let board = json!({
+    let mut board = json!({
         "id": id,
         "type": "board",
-        "name": name,
-        "description": description,
+        "name": b.name,
+        "description": b.description,
         "viewLink": view_link,
-        "team": { "id": TEAM_ID, "name": TEAM_NAME, "type": "team" },
-        "project": body.get("projectId").map(|p| json!({ "id": p })),
-        "policy": body.get("policy").cloned().unwrap_or_else(|| json!({})),
+        "team": { "id": b.team_id, "name": team_name(&b.team_id).unwrap_or_default(), "type": "team" },
+        "policy": policy,
         "owner": user,
         "createdBy": user,
         "modifiedBy": user,
-        "currentUserMembership": { "id": miro_user_id, "name": user_name, "role": "owner", "type": "board_member" },
+        "currentUserMembership": { "id": b.miro_user_id, "name": user_name, "role": "owner", "type": "board_member" },
         "createdAt": created_at,
         "modifiedAt": created_at,
         "links": { "self": format!("https://api.miro.com/v2/boards/{id}"), "related": format!("https://api.miro.com/v2/boards/{id}/members?limit=20&offset=0") },
     });
+    if let (Some(project), Value::Object(fields)) = (project, &mut board) {
+        fields.insert("project".into(), project);
+    }
+    board
+}
+
+fn board_answer(world: &World, board: Value) -> Response {
     match world.faults.board_padding {
         Some(padding) => padded_json(StatusCode::CREATED, board, padding),
         None => (StatusCode::CREATED, Json(board)).into_response(),

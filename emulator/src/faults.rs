@@ -2,7 +2,8 @@
 //! [`Emulator`] handle that turn them on and off, and what a faulted call
 //! answers. Every switch stays until it is switched back (`None`), except
 //! the queues ([`Emulator::inject_token_faults`],
-//! [`Emulator::inject_board_faults`]), which are used up one fault a call.
+//! [`Emulator::inject_board_faults`], [`Emulator::inject_copy_faults`],
+//! [`Emulator::inject_member_faults`]), which are used up one fault a call.
 
 use crate::reply::{html_response, miro_error, status_or, with_headers};
 use crate::state::World;
@@ -13,17 +14,22 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use std::collections::VecDeque;
 
-/// What the next `POST /v2/boards` suffers, one fault a request.
+/// What the next board call suffers, one fault a request: a creation
+/// (`POST /v2/boards`), a copy (`PUT /v2/boards?copy_from=`) or an
+/// invitation (`POST /v2/boards/{id}/members`), each from its own queue.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BoardFault {
-    /// Answers this 5xx and creates nothing.
+    /// Answers this 5xx and does nothing.
     FailBefore(u16),
-    /// Creates the board, then answers this 5xx.
+    /// Does the work (creates, copies, invites), then answers this 5xx.
     FailAfter(u16),
-    /// Creates the board and answers 201 only after this many milliseconds.
+    /// Does the work and answers 201 only after this many milliseconds.
     SlowAfter(u64),
-    /// Creates the board and drops the connection mid-answer.
+    /// Does the work and drops the connection mid-answer.
     DropAfter,
+    /// No fault: the call is answered as usual. A place holder, to fault a
+    /// later call (`[Pass, FailBefore(503)]` faults the second).
+    Pass,
 }
 
 /// What a `POST /v1/oauth/token` call suffers instead of its answer. A
@@ -56,6 +62,11 @@ pub enum TokenFault {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Faults {
     pub(crate) board: VecDeque<BoardFault>,
+    pub(crate) copy: VecDeque<BoardFault>,
+    pub(crate) members: VecDeque<BoardFault>,
+    /// Addresses (lower case) whose invitations fail at Miro, besides
+    /// those at [`crate::FAILING_INVITATION_DOMAIN`].
+    pub(crate) failing_invitations: Vec<String>,
     /// Every token-endpoint call answers this status with Miro's error body.
     pub(crate) token_status: Option<u16>,
     /// A refresh rotates the tokens, then its answer never comes.
@@ -146,6 +157,36 @@ impl Emulator {
             .faults
             .board
             .extend(faults.iter().copied());
+    }
+
+    /// Queues faults for the next board copies, in order.
+    pub fn inject_copy_faults(&self, faults: &[BoardFault]) {
+        self.shared
+            .world()
+            .faults
+            .copy
+            .extend(faults.iter().copied());
+    }
+
+    /// Queues faults for the next member invitations, in order.
+    pub fn inject_member_faults(&self, faults: &[BoardFault]) {
+        self.shared
+            .world()
+            .faults
+            .members
+            .extend(faults.iter().copied());
+    }
+
+    /// From now on, invitations to these addresses (any case) fail at Miro:
+    /// they come back in the 201's `failed` list, `INVITATION_FAILED`.
+    /// Adds to the earlier ones; addresses at
+    /// [`crate::FAILING_INVITATION_DOMAIN`] always fail.
+    pub fn fail_invitations_for(&self, emails: &[&str]) {
+        self.shared
+            .world()
+            .faults
+            .failing_invitations
+            .extend(emails.iter().map(|e| e.to_lowercase()));
     }
 
     /// Revocation answers `status` with Miro's error body and revokes

@@ -3,9 +3,10 @@
 //! passing, an uninstall). The fault switches are in [`crate::faults`].
 
 use crate::boards;
+use crate::members;
 use crate::oauth;
-use crate::state::{Shared, World};
-use crate::{BoardRecord, EmulatorConfig};
+use crate::state::{SeededBoard, Shared, World, TEMPLATE_OWNER_ID};
+use crate::{BoardRecord, EmulatorConfig, MemberCall};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{extract::State, Json, Router};
@@ -50,7 +51,14 @@ impl Emulator {
             .route("/v1/oauth/token", post(oauth::token))
             .route("/v1/oauth-token", get(oauth::token_context))
             .route("/v2/oauth/revoke", post(oauth::revoke))
-            .route("/v2/boards", post(boards::create_board))
+            .route(
+                "/v2/boards",
+                post(boards::create_board).put(boards::copy_board),
+            )
+            .route(
+                "/v2/boards/{board_id}/members",
+                post(members::invite_members),
+            )
             .route("/_emulator/stats", get(stats))
             .with_state(shared.clone());
         (Emulator { shared, base_url }, router)
@@ -66,9 +74,77 @@ impl Emulator {
         &self.shared.config
     }
 
-    /// Every board created so far, in order.
+    /// Every board made through the API so far, created or copied, in
+    /// order (copies have `copied_from`); seeded boards are not among them.
     pub fn boards(&self) -> Vec<BoardRecord> {
         self.shared.world().boards.clone()
+    }
+
+    /// The team an access token was issued for (alive or not); `None` for a
+    /// token Miro never issued.
+    pub fn token_team(&self, access_token: &str) -> Option<String> {
+        let world = self.shared.world();
+        world.access.get(access_token).map(|a| a.team_id.clone())
+    }
+
+    /// Seeds a template: a board in `team_id` owned by another Miro user
+    /// and visible to every member of that team (so to [`crate::MIRO_USER_ID`]
+    /// in any of the three teams, to the attacker in [`crate::TEAM_ID`]).
+    /// `content` marks what is on it; copies keep the mark. Returns its id.
+    pub fn add_template(&self, team_id: &str, name: &str, content: &str) -> String {
+        self.seed(team_id, name, content, true)
+    }
+
+    /// Seeds a board in `team_id` that nobody here may see: copying it, or
+    /// inviting to it, is `404`, as for a board that does not exist.
+    pub fn add_hidden_board(&self, team_id: &str, name: &str, content: &str) -> String {
+        self.seed(team_id, name, content, false)
+    }
+
+    fn seed(&self, team_id: &str, name: &str, content: &str, team_visible: bool) -> String {
+        let mut world = self.shared.world();
+        let id = world.board_id();
+        let record = BoardRecord {
+            id: id.clone(),
+            name: name.to_string(),
+            description: String::new(),
+            team_id: team_id.to_string(),
+            access_token: String::new(),
+            miro_user_id: TEMPLATE_OWNER_ID.to_string(),
+            body: json!({}),
+            content: Some(content.to_string()),
+            copied_from: None,
+        };
+        world.seeded.push(SeededBoard {
+            record,
+            team_visible,
+        });
+        id
+    }
+
+    /// Every `POST /v2/boards/{board_id}/members` Miro carried out (a 201,
+    /// or a fault after the work), in order; refused and `FailBefore` calls
+    /// are not among them.
+    pub fn member_calls(&self) -> Vec<MemberCall> {
+        self.shared.world().member_calls.clone()
+    }
+
+    /// A board's invited members, in invitation order: (address in lower
+    /// case, role of the first invitation). Failed invitations are not members.
+    pub fn board_members(&self, board_id: &str) -> Vec<(String, String)> {
+        let world = self.shared.world();
+        world
+            .members
+            .get(board_id)
+            .map(|m| m.iter().map(|(e, _, r)| (e.clone(), r.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Credits a Miro user spent on metered calls that were let through
+    /// (create and invite 500, copy 2,000), limit or not.
+    pub fn credits_spent(&self, miro_user_id: &str) -> u64 {
+        let world = self.shared.world();
+        world.credits_spent.get(miro_user_id).copied().unwrap_or(0)
     }
 
     /// Calls that reached `POST /v1/oauth/token`, whatever their outcome
@@ -83,7 +159,8 @@ impl Emulator {
         self.shared.world().clock_offset_ms += seconds.saturating_mul(1000);
     }
 
-    /// (429s answered, requests that came in a window after its 429).
+    /// (429s answered, requests that came in a window after its 429), over
+    /// every Miro user's windows.
     pub fn rate_limit_stats(&self) -> (usize, usize) {
         let world = self.shared.world();
         (world.rate_limited, world.after_limit)
@@ -117,6 +194,26 @@ impl Emulator {
             .filter(|a| a.alive && a.expires_at_ms.is_none())
             .count();
         refresh + forever
+    }
+
+    /// An admin removes the app from `team_id`. Miro tells nobody: the
+    /// team's tokens still authenticate and refresh, but every board call
+    /// with one answers `403 applicationNotInstalled`, for good. A new
+    /// consent in that team installs the app again, and only the tokens it
+    /// gives work there.
+    pub fn uninstall_app(&self, team_id: &str) {
+        let mut world = self.shared.world();
+        *world.installs.entry(team_id.to_string()).or_default() += 1;
+        if !world.uninstalled.iter().any(|t| t == team_id) {
+            world.uninstalled.push(team_id.to_string());
+        }
+    }
+
+    /// False from [`Emulator::uninstall_app`] on that team until the next
+    /// consent there; true before.
+    pub fn app_installed(&self, team_id: &str) -> bool {
+        let world = self.shared.world();
+        !world.uninstalled.iter().any(|t| t == team_id)
     }
 
     /// Every token issued so far stops working (the user uninstalled the app).
@@ -168,6 +265,8 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     Json(json!({
         "boards": world.boards.len(),
         "board_names": world.boards.iter().map(|b| b.name.clone()).collect::<Vec<_>>(),
+        "copies": world.boards.iter().filter(|b| b.copied_from.is_some()).count(),
+        "member_calls": world.member_calls.len(),
         "token_calls": world.token_calls,
     }))
     .into_response()

@@ -5,7 +5,7 @@ use miro_emulator::{Emulator, EmulatorConfig};
 
 const USAGE: &str = "\
 miro-emulator: Miro's OAuth2 server and REST API (authorize, token, revoke,
-token context, POST /v2/boards), emulated on one port.
+token context, board create, copy and member invitations), emulated on one port.
 
 Options (environment variable in brackets):
   --addr HOST:PORT            where to listen [MIRO_EMULATOR_ADDR] (127.0.0.1:9911)
@@ -17,8 +17,12 @@ Options (environment variable in brackets):
   --token-lifetime SECONDS    access-token lifetime, or `never` for non-expiring
                               tokens without refresh tokens
                               [MIRO_EMULATOR_TOKEN_LIFETIME] (3599)
-  --board-rate-limit N/SECS   at most N board creations per window of SECS
-                              seconds, then 429 [MIRO_EMULATOR_BOARD_RATE_LIMIT]
+  --board-rate-limit N/SECS   at most N board creations (N x 500 credits) per
+                              Miro user per window of SECS seconds, then 429
+                              [MIRO_EMULATOR_BOARD_RATE_LIMIT]
+  --credit-rate-limit N/SECS  at most N credits per Miro user per window (create
+                              and invite 500, copy 2000); wins over the above
+                              [MIRO_EMULATOR_CREDIT_RATE_LIMIT]
   --accept-query-parameters   take token-endpoint parameters from the URL too,
                               as real Miro does [MIRO_EMULATOR_ACCEPT_QUERY_PARAMETERS=1]
   -h, --help                  this text
@@ -81,6 +85,7 @@ fn settings(
         .collect();
     let mut lifetime = env("MIRO_EMULATOR_TOKEN_LIFETIME");
     let mut rate = env("MIRO_EMULATOR_BOARD_RATE_LIMIT");
+    let mut credits = env("MIRO_EMULATOR_CREDIT_RATE_LIMIT");
     config.accept_query_parameters =
         env("MIRO_EMULATOR_ACCEPT_QUERY_PARAMETERS").is_some_and(|v| v == "1" || v == "true");
 
@@ -108,6 +113,7 @@ fn settings(
             "--redirect-uri" => flag_uris.push(value()?),
             "--token-lifetime" => lifetime = Some(value()?),
             "--board-rate-limit" => rate = Some(value()?),
+            "--credit-rate-limit" => credits = Some(value()?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -126,13 +132,20 @@ fn settings(
         None => {}
     }
     if let Some(r) = rate {
-        let parsed = r
-            .split_once('/')
-            .and_then(|(n, s)| Some((n.parse().ok()?, s.parse().ok()?)));
         config.board_rate_limit =
-            Some(parsed.ok_or(format!("board rate limit {r:?} is not N/SECONDS"))?);
+            Some(per_window(&r).ok_or(format!("board rate limit {r:?} is not N/SECONDS"))?);
+    }
+    if let Some(c) = credits {
+        config.credit_rate_limit =
+            Some(per_window(&c).ok_or(format!("credit rate limit {c:?} is not N/SECONDS"))?);
     }
     Ok((config, addr))
+}
+
+/// `N/SECONDS`.
+fn per_window<N: std::str::FromStr>(s: &str) -> Option<(N, i64)> {
+    let (n, seconds) = s.split_once('/')?;
+    Some((n.parse().ok()?, seconds.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -167,12 +180,15 @@ mod tests {
             "127.0.0.1:0",
             "--board-rate-limit",
             "5/60",
+            "--credit-rate-limit=4000/60",
             "--accept-query-parameters",
         ]);
         let (c, addr) = settings(&flags, env).expect("settings");
         assert_eq!(c.redirect_uris, ["http://c.test/cb", "http://d.test/cb"]);
         assert_eq!(c.access_token_lifetime, None);
         assert_eq!(c.board_rate_limit, Some((5, 60)));
+        assert_eq!(c.credit_rate_limit, Some((4000, 60)));
+        assert_eq!(c.credit_budget(), Some((4000, 60)));
         assert!(c.accept_query_parameters);
         assert_eq!(c.client_id, "from-env");
         assert_eq!(addr, "127.0.0.1:0");
@@ -186,6 +202,7 @@ mod tests {
             &["--addr"],
             &["--token-lifetime", "soon"],
             &["--board-rate-limit", "5"],
+            &["--credit-rate-limit", "lots/60"],
         ] {
             assert!(settings(&args(bad), none).is_err(), "{bad:?}");
         }

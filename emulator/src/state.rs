@@ -22,13 +22,29 @@ pub struct EmulatorConfig {
     /// Miro documents `team_id` both as a string and as a number.
     pub team_id_as_number: bool,
     pub scopes: Vec<String>,
-    /// Board creations allowed per window of `.1` seconds (Miro counts
-    /// credits per minute; a board is a Level 3 call). A window starts at the
-    /// first board request after the previous window ended. `None`: unlimited.
+    /// Board creations allowed per Miro user per window of `.1` seconds:
+    /// shorthand for a budget of `.0` × 500 credits (a board is a Level 3
+    /// call), so a copy (2,000 credits) costs four boards' worth. A window
+    /// starts at the user's first metered request after the previous window
+    /// ended. `None` (and no `credit_rate_limit`): unlimited.
     pub board_rate_limit: Option<(u32, i64)>,
+    /// Credits each Miro user may spend per window of `.1` seconds, as Miro
+    /// counts them (create and invite 500, copy 2,000). Wins over
+    /// `board_rate_limit` when both are set.
+    pub credit_rate_limit: Option<(u64, i64)>,
     /// Take token-endpoint parameters from the query string, as real Miro
     /// does. Off by default: this project's client must never send them there.
     pub accept_query_parameters: bool,
+}
+
+impl EmulatorConfig {
+    /// The credit budget per Miro user and the window length in seconds,
+    /// from `credit_rate_limit` or else `board_rate_limit`; `None`: unlimited.
+    pub fn credit_budget(&self) -> Option<(u64, i64)> {
+        self.credit_rate_limit.or(self
+            .board_rate_limit
+            .map(|(boards, window)| (u64::from(boards) * CREATE_BOARD_CREDITS, window)))
+    }
 }
 
 impl Default for EmulatorConfig {
@@ -42,33 +58,77 @@ impl Default for EmulatorConfig {
             team_id_as_number: false,
             scopes: vec!["boards:write".into(), "boards:read".into()],
             board_rate_limit: None,
+            credit_rate_limit: None,
             accept_query_parameters: false,
         }
     }
 }
 
+/// The first of the Miro user's teams: the one picked unless another is.
 pub const TEAM_ID: &str = "3458764517517818867";
 pub const TEAM_NAME: &str = "Emulated Team";
+/// Two more teams of [`MIRO_USER_ID`], for one-connection-per-team tests.
+pub const SECOND_TEAM_ID: &str = "3458764517517818868";
+pub const SECOND_TEAM_NAME: &str = "Emulated Second Team";
+pub const THIRD_TEAM_ID: &str = "3458764517517818869";
+pub const THIRD_TEAM_NAME: &str = "Emulated Third Team";
+/// The Miro user who signs in at the authorize page; member of all three teams.
 pub const MIRO_USER_ID: &str = "3458764517517819000";
 pub const MIRO_USER_NAME: &str = "Emulated Miro User";
-/// A second Miro user, in the same team, for attack tests: consent given
+/// A second Miro user, in [`TEAM_ID`] only, for attack tests: consent given
 /// with the authorize page's `miro_user=attacker` is given as this user.
 pub const ATTACKER_MIRO_USER_ID: &str = "3458764517517819666";
 pub const ATTACKER_MIRO_USER_NAME: &str = "Emulated Attacker";
+/// Owner of the boards seeded by [`crate::Emulator::add_template`] and
+/// [`crate::Emulator::add_hidden_board`]: somebody else, never a caller.
+pub(crate) const TEMPLATE_OWNER_ID: &str = "3458764517517819333";
+pub(crate) const TEMPLATE_OWNER_NAME: &str = "Emulated Template Owner";
+/// Every invitation to an address at this domain fails at Miro (`failed`
+/// with `INVITATION_FAILED` in a 201), whatever the switches say.
+pub const FAILING_INVITATION_DOMAIN: &str = "fails.example";
+/// What Miro charges per call (its rate-limit levels): creating a board and
+/// inviting members are Level 3, copying a board Level 4.
+pub const CREATE_BOARD_CREDITS: u64 = 500;
+pub const COPY_BOARD_CREDITS: u64 = 2_000;
+pub const INVITE_MEMBERS_CREDITS: u64 = 500;
 /// Miro's refresh tokens last 60 days.
 pub const REFRESH_TOKEN_LIFETIME: i64 = 60 * 86_400;
-/// A project (space) that exists in the emulated team.
+/// A project (space) that exists in [`TEAM_ID`] only.
 pub const PROJECT_ID: &str = "3458764517517852417";
 /// Padding a test can pass to [`crate::Emulator::pad_board_bodies`] or
 /// [`crate::Emulator::pad_token_bodies`]: 2 MiB, far above any sane read cap.
 pub const OVERSIZE_PADDING: usize = 2 * 1024 * 1024;
 
+const TEAMS: [(&str, &str); 3] = [
+    (TEAM_ID, TEAM_NAME),
+    (SECOND_TEAM_ID, SECOND_TEAM_NAME),
+    (THIRD_TEAM_ID, THIRD_TEAM_NAME),
+];
+
+/// The name of a team the emulator knows; `None` for any other id.
+pub fn team_name(team_id: &str) -> Option<&'static str> {
+    TEAMS
+        .iter()
+        .find(|(id, _)| *id == team_id)
+        .map(|(_, name)| *name)
+}
+
+/// The teams a Miro user belongs to, first the one Miro picks by default:
+/// all three for [`MIRO_USER_ID`], [`TEAM_ID`] alone for the attacker.
+pub fn user_teams(miro_user_id: &str) -> &'static [&'static str] {
+    match miro_user_id {
+        MIRO_USER_ID => &[TEAM_ID, SECOND_TEAM_ID, THIRD_TEAM_ID],
+        ATTACKER_MIRO_USER_ID => &[TEAM_ID],
+        _ => &[],
+    }
+}
+
 /// The display name of a Miro user the emulator knows.
 pub(crate) fn user_name(id: &str) -> &'static str {
-    if id == ATTACKER_MIRO_USER_ID {
-        ATTACKER_MIRO_USER_NAME
-    } else {
-        MIRO_USER_NAME
+    match id {
+        ATTACKER_MIRO_USER_ID => ATTACKER_MIRO_USER_NAME,
+        TEMPLATE_OWNER_ID => TEMPLATE_OWNER_NAME,
+        _ => MIRO_USER_NAME,
     }
 }
 
@@ -81,6 +141,10 @@ pub(crate) struct CodeRecord {
     /// The PKCE `code_challenge` (S256) the authorization carried.
     pub(crate) challenge: Option<String>,
     pub(crate) miro_user_id: String,
+    /// The team picked on the consent page: the tokens are for it alone.
+    pub(crate) team_id: String,
+    /// The team's install the consent made (see [`World::installs`]).
+    pub(crate) install: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +152,8 @@ pub(crate) struct AccessRecord {
     pub(crate) expires_at_ms: Option<i64>,
     pub(crate) alive: bool,
     pub(crate) miro_user_id: String,
+    pub(crate) team_id: String,
+    pub(crate) install: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +162,8 @@ pub(crate) struct RefreshRecord {
     pub(crate) access_token: String,
     pub(crate) expires_at_ms: i64,
     pub(crate) miro_user_id: String,
+    pub(crate) team_id: String,
+    pub(crate) install: u64,
 }
 
 /// A board as the emulator stored it.
@@ -104,20 +172,54 @@ pub struct BoardRecord {
     pub id: String,
     pub name: String,
     pub description: String,
+    /// The team it is in: the token's own team.
     pub team_id: String,
+    /// The token that created it (empty for seeded boards).
     pub access_token: String,
-    /// The Miro user whose token created it.
+    /// The Miro user whose token created it (its owner).
     pub miro_user_id: String,
+    /// The request's JSON body.
     pub body: Value,
+    /// What is on the board: the marker given to
+    /// [`crate::Emulator::add_template`], kept by every copy; `None` for a
+    /// board created empty.
+    pub content: Option<String>,
+    /// The board it is a copy of (`PUT /v2/boards?copy_from=`); `None` for
+    /// a created board.
+    pub copied_from: Option<String>,
 }
 
-/// The rate-limit window and what happened in it.
+/// A board seeded by a test, owned by a Miro user who is no caller.
+#[derive(Debug, Clone)]
+pub(crate) struct SeededBoard {
+    pub(crate) record: BoardRecord,
+    /// Visible to every member of its team (a template); else to nobody here.
+    pub(crate) team_visible: bool,
+}
+
+/// A `POST /v2/boards/{board_id}/members` that Miro carried out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberCall {
+    pub board_id: String,
+    /// The role asked for (`commenter` when none was).
+    pub role: String,
+    /// The addresses, as sent.
+    pub emails: Vec<String>,
+    pub message: Option<String>,
+    pub access_token: String,
+    pub miro_user_id: String,
+    /// The addresses Miro answered in `failed`.
+    pub failed: Vec<String>,
+}
+
+/// One Miro user's rate-limit window and what happened in it.
 #[derive(Debug, Default)]
 pub(crate) struct RateWindow {
     /// When the current window started (emulator clock, ms); `None` before
-    /// the first board request.
+    /// the user's first metered request.
     pub(crate) start_ms: Option<i64>,
-    pub(crate) used: u32,
+    /// Credits spent in it.
+    pub(crate) used: u64,
     pub(crate) limited: bool,
 }
 
@@ -127,14 +229,28 @@ pub(crate) struct World {
     pub(crate) access: HashMap<String, AccessRecord>,
     /// Removed on rotation, revocation and uninstall.
     pub(crate) refresh: HashMap<String, RefreshRecord>,
+    /// Boards made through the API (created and copied), in order.
     pub(crate) boards: Vec<BoardRecord>,
+    pub(crate) seeded: Vec<SeededBoard>,
+    /// Invited members per board: (address in lower case, member id, role).
+    pub(crate) members: HashMap<String, Vec<(String, u64, String)>>,
+    pub(crate) member_calls: Vec<MemberCall>,
+    pub(crate) next_member_id: u64,
+    /// Per team, how many times the app was uninstalled there: a token
+    /// from an earlier install no longer reaches the team's boards.
+    pub(crate) installs: HashMap<String, u64>,
+    /// Teams the app was uninstalled from and not installed in again.
+    pub(crate) uninstalled: Vec<String>,
     pub(crate) token_calls: usize,
     /// Added to the wall clock, in ms.
     pub(crate) clock_offset_ms: i64,
     /// Every code and token ever issued, for tests that look for leaks.
     pub(crate) issued: Vec<String>,
     pub(crate) faults: Faults,
-    pub(crate) rate: RateWindow,
+    /// Per Miro user, as Miro counts.
+    pub(crate) rate: HashMap<String, RateWindow>,
+    /// Credits each Miro user spent on answered calls, limit or not.
+    pub(crate) credits_spent: HashMap<String, u64>,
     /// 429s answered.
     pub(crate) rate_limited: usize,
     /// Requests that arrived in a window after it had answered a 429.
@@ -183,6 +299,45 @@ impl World {
         let value = format!("{prefix}{hex}");
         self.issued.push(value.clone());
         value
+    }
+
+    /// A new board id, shaped like Miro's (`uXjVN…=`).
+    pub(crate) fn board_id(&self) -> String {
+        let mut bytes = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("uX{hex}=")
+    }
+
+    /// Board `id` if a token of `user` for `team` may see it: the user's own
+    /// boards and the templates of the user's teams. A board in another team
+    /// is out of the token's reach whoever may see it there, so it is as
+    /// unknown as a board nobody can see.
+    pub(crate) fn visible_board(&self, id: &str, user: &str, team: &str) -> Option<&BoardRecord> {
+        let made = self
+            .boards
+            .iter()
+            .find(|b| b.id == id)
+            .filter(|b| b.miro_user_id == user);
+        let seeded = || {
+            self.seeded
+                .iter()
+                .find(|s| s.record.id == id)
+                .filter(|s| s.team_visible && user_teams(user).contains(&s.record.team_id.as_str()))
+                .map(|s| &s.record)
+        };
+        made.or_else(seeded).filter(|b| b.team_id == team)
+    }
+
+    /// The team's current install.
+    pub(crate) fn install(&self, team: &str) -> u64 {
+        self.installs.get(team).copied().unwrap_or(0)
+    }
+
+    /// Whether a token of `install` in `team` still reaches the team: the
+    /// app is installed there, and has not been uninstalled since.
+    pub(crate) fn installed(&self, team: &str, install: u64) -> bool {
+        !self.uninstalled.iter().any(|t| t == team) && self.install(team) == install
     }
 
     pub(crate) fn access_works(&self, token: &str) -> bool {

@@ -5,8 +5,8 @@
 
 use super::query_map;
 use crate::reply::html_escape;
-use crate::state::{user_name, CodeRecord, Shared};
-use crate::{ATTACKER_MIRO_USER_ID, MIRO_USER_ID, MIRO_USER_NAME, TEAM_ID, TEAM_NAME};
+use crate::state::{team_name, user_name, user_teams, CodeRecord, Shared};
+use crate::{ATTACKER_MIRO_USER_ID, MIRO_USER_ID, MIRO_USER_NAME, TEAM_ID};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -75,6 +75,17 @@ fn check_authorize(
     })
 }
 
+/// The team the page preselects for `user`: the requested `team_id` when it
+/// is one of the user's teams, else the user's first team.
+fn preselected(q: &HashMap<String, String>, user: &str) -> &'static str {
+    let teams = user_teams(user);
+    q.get("team_id")
+        .and_then(|wanted| teams.iter().find(|t| **t == wanted.as_str()))
+        .or(teams.first())
+        .copied()
+        .unwrap_or(TEAM_ID)
+}
+
 pub(crate) async fn authorize_page(
     State(shared): State<Arc<Shared>>,
     RawQuery(raw): RawQuery,
@@ -83,20 +94,32 @@ pub(crate) async fn authorize_page(
     if let Err(message) = check_authorize(&shared, &q) {
         return authorize_refusal(message);
     }
+    let selected = preselected(&q, MIRO_USER_ID);
+    let options: String = user_teams(MIRO_USER_ID)
+        .iter()
+        .map(|id| {
+            format!(
+                "<option value=\"{id}\"{sel}>{name}</option>",
+                sel = if *id == selected { " selected" } else { "" },
+                name = team_name(id).unwrap_or_default(),
+            )
+        })
+        .collect();
     let page = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <title>Miro emulator: authorize app</title></head>\
 <body style=\"font-family:sans-serif;max-width:32rem;margin:3rem auto\">\
 <h1>Install app and authorize access</h1>\
-<p>Signed in to Miro (emulated) as <strong>{user}</strong>, team <strong>{team}</strong>.</p>\
+<p>Signed in to Miro (emulated) as <strong>{user}</strong>.</p>\
 <p>The app asks for: {scopes}.</p>\
 <form method=\"post\">\
+<p><label for=\"team\">Install the app in team</label> \
+<select name=\"team_id\" id=\"team\">{options}</select></p>\
 <button name=\"decision\" value=\"allow\" id=\"allow\">Allow</button> \
 <button name=\"decision\" value=\"deny\" id=\"deny\">Deny</button> \
 <button name=\"miro_user\" value=\"attacker\" id=\"allow-as-attacker\">Allow as {attacker}</button>\
 </form></body></html>",
         user = MIRO_USER_NAME,
-        team = TEAM_NAME,
         attacker = user_name(ATTACKER_MIRO_USER_ID),
         scopes = html_escape(&shared.config.scopes.join(", ")),
     );
@@ -139,6 +162,19 @@ pub(crate) async fn authorize_decision(
     } else {
         MIRO_USER_ID
     };
+    // The picked team, as the page's select sends it; a request without
+    // one gets what the page would have preselected for this user.
+    let team_id = match form.get("team_id") {
+        Some(picked) => match user_teams(miro_user_id)
+            .iter()
+            .find(|t| **t == picked.as_str())
+        {
+            Some(t) => *t,
+            None if allow => return authorize_refusal("You are not a member of this team."),
+            None => TEAM_ID,
+        },
+        None => preselected(&q, miro_user_id),
+    };
     let mut world = shared.world();
     if request.challenge.is_some() {
         world.pkce_challenges += 1;
@@ -148,6 +184,9 @@ pub(crate) async fn authorize_decision(
         if allow {
             let code = world.mint("code-");
             let issued_at_ms = world.now_ms();
+            // Consenting (re)installs the app in the picked team.
+            world.uninstalled.retain(|t| t != team_id);
+            let install = world.install(team_id);
             world.codes.insert(
                 code.clone(),
                 CodeRecord {
@@ -157,6 +196,8 @@ pub(crate) async fn authorize_decision(
                     used: false,
                     challenge: request.challenge.clone(),
                     miro_user_id: miro_user_id.to_string(),
+                    team_id: team_id.to_string(),
+                    install,
                 },
             );
             pairs.append_pair("code", &code);
@@ -164,7 +205,7 @@ pub(crate) async fn authorize_decision(
                 pairs.append_pair("state", state);
             }
             pairs.append_pair("client_id", &shared.config.client_id);
-            pairs.append_pair("team_id", TEAM_ID);
+            pairs.append_pair("team_id", team_id);
         } else {
             pairs.append_pair("error", "access_denied");
             pairs.append_pair("error_description", "The user has denied access");

@@ -2,8 +2,7 @@
 //! says about a token (its team, user and scopes).
 
 use crate::reply::miro_error;
-use crate::state::{user_name, Shared, World};
-use crate::{MIRO_USER_ID, TEAM_ID, TEAM_NAME};
+use crate::state::{team_name, user_name, Shared, World};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,24 +18,34 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The access token and its Miro user if Miro would accept it, else Miro's
-/// 401 message.
-pub(crate) fn authenticate(
-    world: &World,
-    headers: &HeaderMap,
-) -> Result<(String, String), &'static str> {
+/// Who makes a REST call: the token, its Miro user and its team.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) token: String,
+    pub(crate) miro_user_id: String,
+    /// The one team the token works for.
+    pub(crate) team_id: String,
+    /// The team's install the token came from.
+    pub(crate) install: u64,
+}
+
+/// The caller if Miro would accept the bearer token, else Miro's 401 message.
+pub(crate) fn authenticate(world: &World, headers: &HeaderMap) -> Result<Caller, &'static str> {
     let Some(token) = bearer(headers) else {
         return Err("No access token provided.");
     };
     if !world.access_works(&token) {
         return Err("Invalid or expired access token.");
     }
-    let user = world
-        .access
-        .get(&token)
-        .map(|a| a.miro_user_id.clone())
-        .unwrap_or_else(|| MIRO_USER_ID.to_string());
-    Ok((token, user))
+    let Some(record) = world.access.get(&token) else {
+        return Err("Invalid or expired access token.");
+    };
+    Ok(Caller {
+        miro_user_id: record.miro_user_id.clone(),
+        team_id: record.team_id.clone(),
+        install: record.install,
+        token,
+    })
 }
 
 pub(crate) async fn token_context(
@@ -44,17 +53,19 @@ pub(crate) async fn token_context(
     headers: HeaderMap,
 ) -> Response {
     let world = shared.world();
-    let Ok((_, user_id)) = authenticate(&world, &headers) else {
+    let Ok(caller) = authenticate(&world, &headers) else {
         return miro_error(
             StatusCode::BAD_REQUEST,
             "invalidToken",
             "Invalid token provided",
         );
     };
-    let user = json!({ "id": user_id, "name": user_name(&user_id), "type": "user" });
+    let user_id = &caller.miro_user_id;
+    let user = json!({ "id": user_id, "name": user_name(user_id), "type": "user" });
+    let team = &caller.team_id;
     Json(json!({
         "type": "user",
-        "team": { "id": TEAM_ID, "name": TEAM_NAME, "type": "team" },
+        "team": { "id": team, "name": team_name(team).unwrap_or_default(), "type": "team" },
         "createdBy": user,
         "user": user,
         "scopes": shared.config.scopes,

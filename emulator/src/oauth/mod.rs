@@ -8,7 +8,7 @@ mod revoke;
 mod token;
 
 pub(crate) use authorize::{authorize_decision, authorize_page};
-pub(crate) use context::{authenticate, token_context};
+pub(crate) use context::{authenticate, token_context, Caller};
 pub(crate) use revoke::revoke;
 pub(crate) use token::token;
 

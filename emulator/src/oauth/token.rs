@@ -6,7 +6,7 @@ use super::{oauth_error, query_map, s256};
 use crate::faults::{padded_json, token_fault};
 use crate::reply::{miro_error, status_or};
 use crate::state::{AccessRecord, RefreshRecord, Shared, World};
-use crate::{REFRESH_TOKEN_LIFETIME, TEAM_ID};
+use crate::REFRESH_TOKEN_LIFETIME;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -111,52 +111,59 @@ fn token_grant(
         return oauth_error(StatusCode::UNAUTHORIZED, "Invalid client credentials.");
     }
     let now_ms = world.now_ms();
-    let (first_grant, miro_user_id) = match form.get("grant_type").map(String::as_str) {
-        Some("authorization_code") => {
-            let code = form.get("code").cloned().unwrap_or_default();
-            let redirect_uri = form.get("redirect_uri").cloned().unwrap_or_default();
-            let Some(record) = world.codes.get_mut(&code) else {
-                return oauth_error(StatusCode::BAD_REQUEST, "Invalid authorization code.");
-            };
-            if record.used
-                || now_ms >= record.issued_at_ms + config.code_lifetime.saturating_mul(1000)
-            {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "Authorization code expired or used.",
-                );
-            }
-            if record.redirect_uri != redirect_uri || record.client_id != config.client_id {
-                return oauth_error(StatusCode::BAD_REQUEST, "Redirect URI mismatch.");
-            }
-            if let Some(challenge) = &record.challenge {
-                let verified = form
-                    .get("code_verifier")
-                    .is_some_and(|v| valid_verifier(v) && s256(v) == *challenge);
-                if !verified {
-                    record.used = true;
-                    return oauth_error(StatusCode::BAD_REQUEST, "Invalid code verifier.");
+    let (first_grant, miro_user_id, team_id, install) =
+        match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => {
+                let code = form.get("code").cloned().unwrap_or_default();
+                let redirect_uri = form.get("redirect_uri").cloned().unwrap_or_default();
+                let Some(record) = world.codes.get_mut(&code) else {
+                    return oauth_error(StatusCode::BAD_REQUEST, "Invalid authorization code.");
+                };
+                if record.used
+                    || now_ms >= record.issued_at_ms + config.code_lifetime.saturating_mul(1000)
+                {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "Authorization code expired or used.",
+                    );
                 }
+                if record.redirect_uri != redirect_uri || record.client_id != config.client_id {
+                    return oauth_error(StatusCode::BAD_REQUEST, "Redirect URI mismatch.");
+                }
+                if let Some(challenge) = &record.challenge {
+                    let verified = form
+                        .get("code_verifier")
+                        .is_some_and(|v| valid_verifier(v) && s256(v) == *challenge);
+                    if !verified {
+                        record.used = true;
+                        return oauth_error(StatusCode::BAD_REQUEST, "Invalid code verifier.");
+                    }
+                }
+                record.used = true;
+                (
+                    true,
+                    record.miro_user_id.clone(),
+                    record.team_id.clone(),
+                    record.install,
+                )
             }
-            record.used = true;
-            (true, record.miro_user_id.clone())
-        }
-        Some("refresh_token") => {
-            let presented = form.get("refresh_token").cloned().unwrap_or_default();
-            // Rotation: the old pair stops working at once; a reuse is refused.
-            let Some(old) = world.refresh.remove(&presented) else {
-                return oauth_error(StatusCode::BAD_REQUEST, "Invalid refresh token.");
-            };
-            if let Some(a) = world.access.get_mut(&old.access_token) {
-                a.alive = false;
+            Some("refresh_token") => {
+                let presented = form.get("refresh_token").cloned().unwrap_or_default();
+                // Rotation: the old pair stops working at once; a reuse is refused.
+                let Some(old) = world.refresh.remove(&presented) else {
+                    return oauth_error(StatusCode::BAD_REQUEST, "Invalid refresh token.");
+                };
+                if let Some(a) = world.access.get_mut(&old.access_token) {
+                    a.alive = false;
+                }
+                if now_ms >= old.expires_at_ms {
+                    return oauth_error(StatusCode::BAD_REQUEST, "Refresh token expired.");
+                }
+                // A refresh keeps the grant's team: the install is per team.
+                (false, old.miro_user_id, old.team_id, old.install)
             }
-            if now_ms >= old.expires_at_ms {
-                return oauth_error(StatusCode::BAD_REQUEST, "Refresh token expired.");
-            }
-            (false, old.miro_user_id)
-        }
-        _ => return oauth_error(StatusCode::BAD_REQUEST, "Unsupported grant_type."),
-    };
+            _ => return oauth_error(StatusCode::BAD_REQUEST, "Unsupported grant_type."),
+        };
 
     let access_token = world.mint("access-");
     let expires_at_ms = config
@@ -168,6 +175,8 @@ fn token_grant(
             expires_at_ms,
             alive: true,
             miro_user_id: miro_user_id.clone(),
+            team_id: team_id.clone(),
+            install,
         },
     );
     let mut body = Map::new();
@@ -182,6 +191,8 @@ fn token_grant(
                 access_token: access_token.clone(),
                 expires_at_ms: now_ms + REFRESH_TOKEN_LIFETIME * 1000,
                 miro_user_id: miro_user_id.clone(),
+                team_id: team_id.clone(),
+                install,
             },
         );
         body.insert("refresh_token".into(), json!(refresh_token));
@@ -190,15 +201,10 @@ fn token_grant(
     if let Some(expires_in) = &world.faults.expires_in {
         body.insert("expires_in".into(), expires_in.clone());
     }
-    let team: Value = if config.team_id_as_number {
-        Value::Number(
-            TEAM_ID
-                .parse::<u64>()
-                .map(Into::into)
-                .unwrap_or_else(|_| 0u64.into()),
-        )
-    } else {
-        json!(TEAM_ID)
+    // Team ids are the emulator's own digits; one that is no number stays a string.
+    let team: Value = match team_id.parse::<u64>() {
+        Ok(n) if config.team_id_as_number => json!(n),
+        _ => json!(team_id),
     };
     body.insert("team_id".into(), team);
     if first_grant {
