@@ -36,6 +36,7 @@ export const MESSAGES = Object.freeze({
   invalid_completion: 'This Miro authorization was already used or has expired. Please connect again.',
   completion_forbidden: 'This Miro authorization was started by another user, or in another tab or browser. Nothing was connected. Please connect again from this page.',
   miro_authorization_required: 'Please connect your Miro account first.',
+  not_connected: 'You are not connected to that Miro team.',
   // The request.
   unauthenticated: 'Your session has expired. Please sign in again.',
   method_not_allowed: 'The request was not understood (method not allowed).',
@@ -123,13 +124,15 @@ export function hasMiroResult(location = globalThis.location) {
  */
 
 /**
+ * One Miro connection: the user's consent in one Miro team.
  * @typedef {object} Connection
- * @property {boolean} connected
+ * @property {string} team_id the team Miro named (the one picked on Miro's page)
+ * @property {string} [team_name]
  * @property {string} [miro_user_id]
- * @property {string} [team_id]
- * @property {string[]} [scopes]
- * @property {string} [connected_at]
- * @property {string} [expires_at]
+ * @property {string[]} scopes
+ * @property {string} connected_at
+ * @property {string} [expires_at] when it lapses unless used
+ * @property {boolean} default boards without a `team_id` go to this one
  */
 
 /**
@@ -144,8 +147,9 @@ export function hasMiroResult(location = globalThis.location) {
  * @property {(options?: { returnTo?: string, teamId?: string }) => Promise<{ authorizeUrl: string, expiresAt: string }>} startConnect
  * @property {(board?: object, options?: { idempotencyKey?: string }) => Promise<Board | null>} createBoard
  * @property {(location?: { href: string }) => Promise<Completed | null>} completeFromLocation
- * @property {() => Promise<Connection>} status
- * @property {() => Promise<void>} disconnect
+ * @property {() => Promise<Connection[]>} connections
+ * @property {(teamId: string) => Promise<Connection[]>} chooseDefault
+ * @property {(teamId?: string) => Promise<void>} disconnect
  * @property {(code: string) => string} messageFor
  */
 
@@ -354,24 +358,43 @@ export function createClient({
     },
 
     /**
-     * The signed-in user's Miro connection (`GET /miro/connection`). Never a token.
-     * @returns {Promise<Connection>}
+     * The signed-in user's Miro connections, one per Miro team, oldest first
+     * (`GET /miro/connections`). Never a token.
+     * @returns {Promise<Connection[]>}
      * @throws {MiroConnectError}
      */
-    async status() {
-      const res = await call('GET', '/miro/connection');
+    async connections() {
+      const res = await call('GET', '/miro/connections');
       if (res.status !== 200 || !res.body) throw failure(res);
-      return res.body;
+      return res.body.connections;
     },
 
     /**
-     * Disconnects the signed-in user from Miro (`DELETE /miro/connection`):
-     * revoked at Miro, then forgotten. Idempotent.
+     * Boards asked for without a `team_id` go to `teamId` from now on
+     * (`PUT /miro/connections/{team_id}/default`).
+     * @param {string} teamId a team the user is connected in
+     * @returns {Promise<Connection[]>} the connections, this one the default
+     * @throws {MiroConnectError} `not_connected`, …
+     */
+    async chooseDefault(teamId) {
+      const res = await call('PUT', '/miro/connections/' + encodeURIComponent(teamId) + '/default');
+      if (res.status !== 200 || !res.body) throw failure(res);
+      return res.body.connections;
+    },
+
+    /**
+     * Disconnects the signed-in user from one Miro team, or from every team
+     * when `teamId` is left out (`DELETE /miro/connections[/{team_id}]`):
+     * forgotten at once, then revoked at Miro. Idempotent.
+     * @param {string} [teamId]
      * @returns {Promise<void>}
      * @throws {MiroConnectError}
      */
-    async disconnect() {
-      const res = await call('DELETE', '/miro/connection');
+    async disconnect(teamId) {
+      const path = teamId === undefined
+        ? '/miro/connections'
+        : '/miro/connections/' + encodeURIComponent(teamId);
+      const res = await call('DELETE', path);
       if (res.status !== 204) throw failure(res);
     },
 

@@ -192,7 +192,15 @@ async fn create_secret(moto: &str, keys: &Secret) -> Result<String, Failure> {
     Ok(created.arn().ok_or("no secret ARN")?.to_string())
 }
 
-/// A fresh table as the template makes it.
+/// A fresh table of ours, as the template makes it.
+async fn our_table(endpoint: &str, prefix: &str) -> Result<String, Failure> {
+    let client = aws_sdk_dynamodb::Client::new(&aws(endpoint).await);
+    let name = format!("{prefix}-{}", uuid::Uuid::new_v4());
+    DynamoStore::create_table(&client, &name).await?;
+    Ok(name)
+}
+
+/// A fresh table keyed by `key` alone (the Node.js peer's).
 async fn table(endpoint: &str, prefix: &str, key: &str) -> Result<String, Failure> {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
@@ -480,7 +488,7 @@ async fn cold_starts(
     out: &mut String,
     goals: &mut Vec<(String, bool, String)>,
 ) -> Result<(), Failure> {
-    let rust_table = table(&env.ddb, "bench-cold", "pk").await?;
+    let rust_table = our_table(&env.ddb, "bench-cold").await?;
     let peer_table = table(&env.ddb, "bench-cold-peer", "userId").await?;
     let s = settings(emulator, &rust_table);
     let svc = service(&s, &env.ddb, &env.keys).await?;
@@ -615,7 +623,7 @@ async fn warm(
     ] {
         for concurrency in [1usize, 32] {
             let per_instance = if concurrency == 1 { 60 } else { 12 };
-            let rust_table = table(&env.ddb, "bench-warm", "pk").await?;
+            let rust_table = our_table(&env.ddb, "bench-warm").await?;
             let peer_table = table(&env.ddb, "bench-warm-peer", "userId").await?;
             let s = settings(emulator, &rust_table);
             let svc = service(&s, &env.ddb, &env.keys).await?;
@@ -837,7 +845,7 @@ async fn calls_per_flow(
     let ddb = proxy::Counting::start(&env.ddb, proxy::Key::AmzTarget).await?;
     let emulator = bench_emulator(Some(3599)).await?;
     let miro = proxy::Counting::start(emulator.base_url(), proxy::Key::Path).await?;
-    let rust_table = table(&env.ddb, "bench-calls", "pk").await?;
+    let rust_table = our_table(&env.ddb, "bench-calls").await?;
     let mut s = settings(&emulator, &rust_table);
     s.insert("MIRO_API_BASE_URL".into(), miro.url.clone());
     let svc = service(&s, &ddb.url, &env.keys).await?;

@@ -51,24 +51,68 @@ function showBoard(board) {
   a.target = '_blank';
   a.className = 'board-link';
   li.appendChild(a);
+  if (board.team && board.team.id) {
+    li.dataset.team = board.team.id;
+    li.append(' in ' + (board.team.name || 'team') + ' (' + board.team.id + ')');
+  }
   $('boards').appendChild(li);
   say('Board "' + board.name + '" created.', 'ok');
 }
 
-function showConnection(connection) {
-  $('connection').textContent = connection && connection.connected
-    ? 'connected (Miro team ' + (connection.team_id || '?') + ')'
+function teamLabel(c) {
+  return (c.team_name || 'Miro team') + ' (' + c.team_id + ')';
+}
+
+// One line a connection (one per Miro team), with its own buttons.
+function showConnections(connections) {
+  const list = connections || [];
+  $('connection').textContent = list.length
+    ? 'connected (' + list.map((c) => teamLabel(c) + (c.default ? ', default' : '')).join('; ') + ')'
     : 'not connected';
+  const ul = $('connections');
+  const ids = $('team-ids');
+  ul.replaceChildren();
+  ids.replaceChildren();
+  for (const c of list) {
+    const li = document.createElement('li');
+    li.className = 'team';
+    li.dataset.team = c.team_id;
+    li.append(teamLabel(c) + (c.default ? ' (default) ' : ' '));
+    if (!c.default) {
+      const make = document.createElement('button');
+      make.textContent = 'Make default';
+      make.className = 'make-default';
+      make.addEventListener('click', () => chooseDefault(c.team_id));
+      li.append(make, ' ');
+    }
+    const drop = document.createElement('button');
+    drop.textContent = 'Disconnect';
+    drop.className = 'disconnect-team';
+    drop.addEventListener('click', () => disconnect(c.team_id));
+    li.append(drop);
+    ul.append(li);
+    const option = document.createElement('option');
+    option.value = c.team_id;
+    option.label = teamLabel(c);
+    ids.append(option);
+  }
 }
 
 async function refreshConnection() {
   if (!session.token) { $('connection').textContent = 'unknown'; return; }
   try {
-    showConnection(await miro.status());
+    showConnections(await miro.connections());
   } catch (e) {
     $('connection').textContent = 'unknown';
     say(explain(e), 'error');
   }
+}
+
+async function chooseDefault(teamId) {
+  await busy('Choosing the default team…', async () => {
+    showConnections(await miro.chooseDefault(teamId));
+    say('Boards now go to team ' + teamId + ' by default.', 'ok');
+  });
 }
 
 function render() {
@@ -105,20 +149,25 @@ async function connect() {
   await busy('Starting Miro authorization…', () => miro.startConnect());
 }
 
-async function disconnect() {
+// One team, or every team when `teamId` is left out.
+async function disconnect(teamId) {
   await busy('Disconnecting from Miro…', async () => {
-    await miro.disconnect();
-    showConnection(null);
-    say('Disconnected from Miro.', 'ok');
+    await miro.disconnect(teamId);
+    await refreshConnection();
+    say(teamId ? 'Disconnected from Miro team ' + teamId + '.' : 'Disconnected from Miro.', 'ok');
   });
 }
 
 async function createBoard() {
   await busy('Creating board…', async () => {
-    const board = await miro.createBoard({ name: $('board-name').value });
+    const request = { name: $('board-name').value };
+    const team = $('board-team').value.trim();
+    if (team) request.team_id = team;
+    const board = await miro.createBoard(request);
     if (board === null) return; // on the way to Miro's consent page
     showBoard(board);
-    showConnection({ connected: true });
+    await refreshConnection();
+    say('Board "' + board.name + '" created.', 'ok');
   });
 }
 
@@ -140,7 +189,7 @@ async function finishFromRedirect() {
       await refreshConnection();
       return;
     }
-    showConnection(done.connection);
+    await refreshConnection();
     if (done.board) { showBoard(done.board); return; }
     if (done.boardError) { say('Connected, but the board failed: ' + explain(done.boardError), 'error'); return; }
     say('Miro connected.', 'ok');
@@ -149,8 +198,8 @@ async function finishFromRedirect() {
 }
 
 $('sign-in').addEventListener('click', signIn);
-$('sign-out').addEventListener('click', () => { session.clear(); render(); showConnection(null); say('Signed out.'); });
-$('disconnect').addEventListener('click', disconnect);
+$('sign-out').addEventListener('click', () => { session.clear(); render(); showConnections(null); say('Signed out.'); });
+$('disconnect').addEventListener('click', () => disconnect());
 $('connect').addEventListener('click', connect);
 $('create-board').addEventListener('click', createBoard);
 render();

@@ -12,10 +12,11 @@ use lambda_http::{Body, RequestExt};
 use miro_connect::http::add_security_headers;
 use miro_connect::http::authorizer_context;
 use miro_connect::identity::AppUser;
-use miro_connect::routes::ROUTES;
+use miro_connect::routes::{Route, ROUTES};
 use miro_connect::secret::Secret;
 use miro_connect::Service;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -276,13 +277,16 @@ async fn sign_in(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Res
 
 async fn forward(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
     // As API Gateway: one route per method and path; its authorizer runs first.
-    let route = ROUTES
-        .iter()
-        .find(|r| r.path == request.uri().path() && r.method == request.method().as_str());
-    let Some(route) = route else {
+    let path = request.uri().path().to_string();
+    let route = ROUTES.iter().find_map(|r| {
+        (r.method == request.method().as_str())
+            .then(|| r.matches(&path).map(|params| (r, params)))
+            .flatten()
+    });
+    let Some((route, params)) = route else {
         let allowed: Vec<&str> = ROUTES
             .iter()
-            .filter(|r| r.path == request.uri().path())
+            .filter(|r| r.matches(&path).is_some())
             .map(|r| r.method)
             .collect();
         if allowed.is_empty() {
@@ -321,12 +325,16 @@ async fn forward(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
             "the body is too large",
         );
     };
+    let params: HashMap<String, String> = params
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect();
     match &gw.backend {
         Backend::InProcess(service) => {
-            in_process(service, route.function, parts, bytes.to_vec(), sub).await
+            in_process(service, route.function, parts, bytes.to_vec(), sub, params).await
         }
         Backend::Lambda { http, invoke_base } => {
-            let event = api_gateway_event(&parts, &bytes, sub.as_deref());
+            let event = api_gateway_event(route, &parts, &bytes, sub.as_deref(), &params);
             match invoke(http, invoke_base, route.function, &event).await {
                 Some(response) => response,
                 None => gateway_error(
@@ -345,13 +353,15 @@ async fn in_process(
     parts: axum::http::request::Parts,
     bytes: Vec<u8>,
     sub: Option<String>,
+    params: HashMap<String, String>,
 ) -> Response {
     let body = if bytes.is_empty() {
         Body::Empty
     } else {
         Body::Binary(bytes)
     };
-    let mut lambda_request = lambda_http::Request::from_parts(parts, body);
+    let mut lambda_request =
+        lambda_http::Request::from_parts(parts, body).with_path_parameters(params);
     if let Some(sub) = sub {
         lambda_request = lambda_request.with_request_context(authorizer_context(&sub));
     }
@@ -387,9 +397,11 @@ fn body_bytes(body: Body) -> Vec<u8> {
 /// The HTTP API (payload 2.0) event API Gateway would send, with the JWT
 /// authorizer's claims where the route has one.
 fn api_gateway_event(
+    route: &Route,
     parts: &axum::http::request::Parts,
     body: &[u8],
     sub: Option<&str>,
+    params: &HashMap<String, String>,
 ) -> serde_json::Value {
     use base64::Engine;
     let method = parts.method.as_str();
@@ -414,7 +426,7 @@ fn api_gateway_event(
         "domainName": parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost"),
         "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "" },
         "requestId": uuid::Uuid::new_v4().to_string(),
-        "routeKey": format!("{method} {path}"),
+        "routeKey": format!("{method} {}", route.path),
         "stage": "$default",
         "timeEpoch": now_ms,
     });
@@ -424,8 +436,9 @@ fn api_gateway_event(
     }
     serde_json::json!({
         "version": "2.0",
-        "routeKey": format!("{method} {path}"),
+        "routeKey": format!("{method} {}", route.path),
         "rawPath": path,
+        "pathParameters": (!params.is_empty()).then_some(params),
         "rawQueryString": parts.uri.query().unwrap_or_default(),
         "headers": headers,
         "requestContext": context,

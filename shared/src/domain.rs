@@ -20,6 +20,66 @@ pub struct BoardRequest {
     pub project_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<BoardPolicy>,
+    /// Copy this board (a template) instead of creating an empty one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_board_id: Option<String>,
+    /// People to invite once the board exists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Member>,
+    /// The text of Miro's invitation email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitation_message: Option<String>,
+}
+
+/// Someone to invite to the new board, with the role they get.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub email: String,
+    pub role: MemberRole,
+}
+
+/// Miro's board roles for an invitation (`owner` is left out: Miro treats
+/// it as `coowner`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    Viewer,
+    Commenter,
+    Editor,
+    Coowner,
+}
+
+impl MemberRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberRole::Viewer => "viewer",
+            MemberRole::Commenter => "commenter",
+            MemberRole::Editor => "editor",
+            MemberRole::Coowner => "coowner",
+        }
+    }
+}
+
+/// One invitation call to Miro: one role, at most [`EMAILS_PER_INVITATION`] emails.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvitationChunk {
+    pub role: MemberRole,
+    pub emails: Vec<String>,
+}
+
+/// What became of a board's invitations.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Invitations {
+    pub invited: Vec<String>,
+    pub failed: Vec<FailedInvitation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct FailedInvitation {
+    pub email: String,
+    /// Miro's reason (e.g. `INVITATION_FAILED`).
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -103,6 +163,14 @@ pub struct InvalidBoard(pub String);
 
 pub const BOARD_NAME_MAX: usize = 60;
 pub const BOARD_DESCRIPTION_MAX: usize = 300;
+/// People one request may invite: a bound on the calls one request makes.
+pub const MEMBERS_MAX: usize = 100;
+/// Miro takes at most this many emails per invitation call.
+pub const EMAILS_PER_INVITATION: usize = 20;
+/// Miro documents no limit; this keeps an email's text sane.
+pub const INVITATION_MESSAGE_MAX: usize = 1000;
+/// RFC 5321's limit on an address.
+const EMAIL_MAX: usize = 254;
 
 impl BoardRequest {
     pub fn validate(&self) -> Result<(), InvalidBoard> {
@@ -121,7 +189,11 @@ impl BoardRequest {
                 )));
             }
         }
-        for (field, value) in [("team_id", &self.team_id), ("project_id", &self.project_id)] {
+        for (field, value) in [
+            ("team_id", &self.team_id),
+            ("project_id", &self.project_id),
+            ("template_board_id", &self.template_board_id),
+        ] {
             if let Some(id) = value {
                 if !is_miro_id(id) {
                     return Err(InvalidBoard(format!(
@@ -130,8 +202,92 @@ impl BoardRequest {
                 }
             }
         }
+        if self.template_board_id.is_some() && self.project_id.is_some() {
+            return Err(InvalidBoard(
+                "project_id cannot be used with template_board_id: Miro's copy takes no project"
+                    .into(),
+            ));
+        }
+        if self.members.len() > MEMBERS_MAX {
+            return Err(InvalidBoard(format!(
+                "at most {MEMBERS_MAX} members per request"
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for member in &self.members {
+            if !is_email(&member.email) {
+                return Err(InvalidBoard(format!(
+                    "members[].email must be an email address (at most {EMAIL_MAX} characters)"
+                )));
+            }
+            if !seen.insert(member.email.to_ascii_lowercase()) {
+                return Err(InvalidBoard("each email may appear once in members".into()));
+            }
+        }
+        if let Some(message) = &self.invitation_message {
+            if self.members.is_empty() {
+                return Err(InvalidBoard(
+                    "invitation_message needs members to invite".into(),
+                ));
+            }
+            if message.chars().count() > INVITATION_MESSAGE_MAX {
+                return Err(InvalidBoard(format!(
+                    "invitation_message must be at most {INVITATION_MESSAGE_MAX} characters"
+                )));
+            }
+        }
         Ok(())
     }
+
+    /// The invitation calls the members take: grouped by role (in the order
+    /// the roles first appear), at most [`EMAILS_PER_INVITATION`] emails a
+    /// call. The same request always gives the same chunks, so a retry can
+    /// resume at the first one not done.
+    pub fn invitation_chunks(&self) -> Vec<InvitationChunk> {
+        let mut roles: Vec<MemberRole> = Vec::new();
+        for m in &self.members {
+            if !roles.contains(&m.role) {
+                roles.push(m.role);
+            }
+        }
+        let mut chunks = Vec::new();
+        for role in roles {
+            let emails: Vec<String> = self
+                .members
+                .iter()
+                .filter(|m| m.role == role)
+                .map(|m| m.email.clone())
+                .collect();
+            for part in emails.chunks(EMAILS_PER_INVITATION) {
+                chunks.push(InvitationChunk {
+                    role,
+                    emails: part.to_vec(),
+                });
+            }
+        }
+        chunks
+    }
+}
+
+/// A plausible email address: what Miro could send an invitation to. Miro
+/// has the last word (an address it cannot invite comes back as failed).
+fn is_email(email: &str) -> bool {
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    email.len() <= EMAIL_MAX
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && email.chars().all(|c| {
+            c.is_ascii_graphic()
+                && !matches!(
+                    c,
+                    '<' | '>' | '(' | ')' | ',' | ';' | ':' | '\\' | '"' | '[' | ']'
+                )
+        })
+        && !local.contains('@')
 }
 
 /// Miro's ids are digits (teams, users) or short base64 (boards, projects).
@@ -198,18 +354,39 @@ pub struct Completion {
     pub expires_at: i64,
 }
 
-/// What is known of a user's Miro connection apart from its tokens.
+/// Which connection: Miro installs an app per team and a token works in its
+/// own team only, so a user holds one connection per Miro team.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnectionKey {
+    pub user: AppUser,
+    /// The team Miro named in the token response (the user picks it on
+    /// Miro's consent page; it may differ from the one asked for).
+    pub team_id: String,
+}
+
+impl ConnectionKey {
+    pub fn new(user: &AppUser, team_id: &str) -> Self {
+        Self {
+            user: user.clone(),
+            team_id: team_id.to_string(),
+        }
+    }
+}
+
+/// What is known of a connection apart from its tokens.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct ConnectionProfile {
     pub miro_user_id: Option<String>,
-    pub team_id: Option<String>,
+    /// From Miro's token context, when it answered at connect time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_name: Option<String>,
     pub scopes: Vec<String>,
     pub connected_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Connection {
-    pub user: AppUser,
+    pub key: ConnectionKey,
     pub profile: ConnectionProfile,
     pub access_token: Secret,
     pub refresh_token: Option<Secret>,
@@ -242,45 +419,51 @@ pub fn first_version() -> u64 {
 
 /// A connection as the API shows it: never a token.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct ConnectionStatus {
-    pub connected: bool,
+pub struct ConnectionView {
+    pub team_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub miro_user_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub team_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connected_at: Option<String>,
+    pub connected_at: String,
     /// When the connection lapses unless used (the refresh token's expiry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// Boards asked for without a `team_id` go to this one.
+    pub default: bool,
 }
 
-impl ConnectionStatus {
-    pub fn disconnected() -> Self {
+impl ConnectionView {
+    pub fn of(c: &Connection, default: bool) -> Self {
         Self {
-            connected: false,
-            miro_user_id: None,
-            team_id: None,
-            scopes: vec![],
-            connected_at: None,
-            expires_at: None,
-        }
-    }
-}
-
-impl From<&Connection> for ConnectionStatus {
-    fn from(c: &Connection) -> Self {
-        Self {
-            connected: true,
+            team_id: c.key.team_id.clone(),
+            team_name: c.profile.team_name.clone(),
             miro_user_id: c.profile.miro_user_id.clone(),
-            team_id: c.profile.team_id.clone(),
             scopes: c.profile.scopes.clone(),
-            connected_at: Some(crate::clock::rfc3339(c.profile.connected_at)),
+            connected_at: crate::clock::rfc3339(c.profile.connected_at),
             expires_at: c.refresh_expires_at.map(crate::clock::rfc3339),
+            default,
         }
     }
+}
+
+/// `GET /miro/connections`' answer: the user's connections, oldest first.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Connections {
+    pub connections: Vec<ConnectionView>,
+}
+
+/// The connection boards without a `team_id` go to: the one the user chose
+/// if it is still connected, else the one connected first. `live` is
+/// oldest first.
+pub fn default_connection<'a>(
+    live: &'a [Connection],
+    chosen: Option<&str>,
+) -> Option<&'a Connection> {
+    chosen
+        .and_then(|team| live.iter().find(|c| c.key.team_id == team))
+        .or_else(|| live.first())
 }
 
 #[cfg(test)]
@@ -335,5 +518,82 @@ mod tests {
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
+    }
+
+    fn member(email: &str, role: MemberRole) -> Member {
+        Member {
+            email: email.into(),
+            role,
+        }
+    }
+
+    #[test]
+    fn members_go_in_chunks_of_twenty_one_role_each() {
+        let mut members: Vec<Member> = (0..25)
+            .map(|i| member(&format!("e{i}@example.com"), MemberRole::Editor))
+            .collect();
+        members.insert(3, member("v@example.com", MemberRole::Viewer));
+        let request = BoardRequest {
+            members,
+            ..Default::default()
+        };
+        assert!(request.validate().is_ok());
+        let chunks = request.invitation_chunks();
+        let shape: Vec<(MemberRole, usize)> =
+            chunks.iter().map(|c| (c.role, c.emails.len())).collect();
+        assert_eq!(
+            shape,
+            vec![
+                (MemberRole::Editor, 20),
+                (MemberRole::Editor, 5),
+                (MemberRole::Viewer, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn templates_members_and_messages_are_checked_before_miro() {
+        let template = |project: Option<&str>| BoardRequest {
+            template_board_id: Some("uXjVOtemplate=".into()),
+            project_id: project.map(str::to_string),
+            ..Default::default()
+        };
+        assert!(template(None).validate().is_ok());
+        assert!(template(Some("123")).validate().is_err());
+        for bad in [
+            "",
+            "no-at",
+            "a@b",
+            "a b@example.com",
+            "@example.com",
+            "a@.com",
+        ] {
+            let r = BoardRequest {
+                members: vec![member(bad, MemberRole::Viewer)],
+                ..Default::default()
+            };
+            assert!(r.validate().is_err(), "{bad:?}");
+        }
+        let twice = BoardRequest {
+            members: vec![
+                member("a@example.com", MemberRole::Viewer),
+                member("A@example.com", MemberRole::Editor),
+            ],
+            ..Default::default()
+        };
+        assert!(twice.validate().is_err());
+        let too_many = BoardRequest {
+            members: (0..=MEMBERS_MAX)
+                .map(|i| member(&format!("p{i}@example.com"), MemberRole::Viewer))
+                .collect(),
+            ..Default::default()
+        };
+        assert!(too_many.validate().is_err());
+        let lonely_message = BoardRequest {
+            invitation_message: Some("hi".into()),
+            ..Default::default()
+        };
+        assert!(lonely_message.validate().is_err());
+        assert!(parse(r#"{"members":[{"email":"a@example.com","role":"owner"}]}"#).is_err());
     }
 }

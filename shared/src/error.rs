@@ -22,6 +22,8 @@ pub enum Error {
     InvalidBody(String),
     #[error("invalid board: {0}")]
     InvalidBoard(String),
+    #[error("the template board does not exist or the user cannot see it")]
+    TemplateNotFound,
     #[error("invalid {0}")]
     InvalidParameter(&'static str),
     #[error("return_to must be an http(s) URL on an allowed origin")]
@@ -30,6 +32,8 @@ pub enum Error {
     InvalidCompletion,
     #[error("this completion belongs to another user; it has been destroyed")]
     CompletionForbidden,
+    #[error("the user has no Miro connection for that team")]
+    NotConnected,
     /// The flow that asks for it, where one was started (HTTP callers);
     /// none for events, whose outcome must not carry a consent link.
     #[error("the user must connect Miro first")]
@@ -58,7 +62,7 @@ pub enum Error {
 }
 
 /// Every `error` code the API answers with (`openapi.yaml` lists the same).
-pub const CODES: [&str; 22] = [
+pub const CODES: [&str; 24] = [
     "unauthenticated",
     "method_not_allowed",
     "unsupported_media_type",
@@ -66,10 +70,12 @@ pub const CODES: [&str; 22] = [
     "malformed_json",
     "invalid_body",
     "invalid_board",
+    "template_not_found",
     "invalid_parameter",
     "return_to_not_allowed",
     "invalid_completion",
     "completion_forbidden",
+    "not_connected",
     "miro_authorization_required",
     "too_many_authorizations",
     "miro_rejected",
@@ -103,10 +109,12 @@ impl Error {
             Error::MalformedJson => "malformed_json",
             Error::InvalidBody(_) => "invalid_body",
             Error::InvalidBoard(_) => "invalid_board",
+            Error::TemplateNotFound => "template_not_found",
             Error::InvalidParameter(_) => "invalid_parameter",
             Error::ReturnToNotAllowed => "return_to_not_allowed",
             Error::InvalidCompletion => "invalid_completion",
             Error::CompletionForbidden => "completion_forbidden",
+            Error::NotConnected => "not_connected",
             Error::AuthorizationRequired(_) => "miro_authorization_required",
             Error::TooManyAuthorizations { .. } => "too_many_authorizations",
             Error::MiroRejected { .. } => "miro_rejected",
@@ -149,10 +157,12 @@ pub(crate) fn examples() -> Vec<Error> {
         Error::MalformedJson,
         Error::InvalidBody(String::new()),
         Error::InvalidBoard(String::new()),
+        Error::TemplateNotFound,
         Error::InvalidParameter("x"),
         Error::ReturnToNotAllowed,
         Error::InvalidCompletion,
         Error::CompletionForbidden,
+        Error::NotConnected,
         Error::AuthorizationRequired(None),
         Error::TooManyAuthorizations {
             retry_after_seconds: 1,

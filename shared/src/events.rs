@@ -1,7 +1,7 @@
 //! Board creation from AWS events: the `Create Miro Board` EventBridge event
 //! as it arrives in an SQS message, and the outcome events published back.
 
-use crate::domain::BoardRequest;
+use crate::domain::{BoardRequest, Invitations};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,9 @@ pub struct CreatedDetail {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub view_link: Option<String>,
+    /// What became of each invitation, when the event asked for members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitations: Option<Invitations>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

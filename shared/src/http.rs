@@ -57,6 +57,7 @@ pub fn status(e: &Error) -> StatusCode {
     let code = match e {
         Error::Unauthenticated | Error::AuthorizationRequired(_) => 401,
         Error::CompletionForbidden => 403,
+        Error::NotConnected => 404,
         Error::IdempotencyInProgress => 409,
         Error::MiroOutcomeUnknown => 502,
         Error::MethodNotAllowed => 405,
@@ -72,6 +73,7 @@ pub fn status(e: &Error) -> StatusCode {
         Error::InvalidBoard(_) => 500,
         Error::InvalidBody(_)
         | Error::InvalidBoard(_)
+        | Error::TemplateNotFound
         | Error::MiroRejected { .. }
         | Error::IdempotencyKeyReused => 422,
         Error::MiroRateLimited { .. } | Error::TooManyAuthorizations { .. } => 429,

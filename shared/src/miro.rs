@@ -2,7 +2,7 @@
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::{Board, BoardPolicy, BoardRequest, TeamRef};
+use crate::domain::{Board, BoardPolicy, BoardRequest, FailedInvitation, InvitationChunk, TeamRef};
 use crate::secret::Secret;
 use reqwest::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -15,6 +15,10 @@ pub enum MiroError {
     /// 401: the access token is not (or no longer) valid.
     #[error("Miro refused the access token")]
     Unauthorized,
+    /// Miro's `applicationNotInstalled`: the call named a board or team where
+    /// the app is not installed, which takes a consent in that team.
+    #[error("the app is not installed in that Miro team")]
+    NotInstalled,
     #[error("Miro refused the request ({status}): {message}")]
     Rejected { status: u16, message: String },
     #[error("Miro's rate limit was reached")]
@@ -160,7 +164,88 @@ impl MiroApi {
         Err(failure(response, self.clock.now()).await)
     }
 
-    /// `POST /v2/boards`. Not idempotent at Miro: the caller decides on retries.
+    /// `POST /v2/boards/{board_id}/members`: invites one chunk (one role, at
+    /// most 20 emails). Inviting someone twice does no harm at Miro, so a
+    /// caller may repeat a chunk whose answer it did not get.
+    pub async fn invite(
+        &self,
+        access_token: &Secret,
+        board_id: &str,
+        chunk: &InvitationChunk,
+        message: Option<&str>,
+    ) -> Result<Invited, MiroError> {
+        let mut url = Config::endpoint(&self.base, "/v2/boards");
+        url.path_segments_mut()
+            .map_err(|_| unreadable("API base URL"))?
+            .push(board_id)
+            .push("members");
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(access_token.expose())
+            .json(&InviteBody {
+                emails: &chunk.emails,
+                role: chunk.role.as_str(),
+                message,
+            })
+            .send()
+            .await
+            .map_err(transport)?;
+        if response.status() != StatusCode::CREATED && response.status() != StatusCode::OK {
+            return Err(failure(response, self.clock.now()).await);
+        }
+        let body = read_capped(response)
+            .await
+            .map_err(|_| unreadable("invitation answer"))?;
+        let answer: InviteAnswer =
+            serde_json::from_slice(&body).map_err(|_| unreadable("invitation answer"))?;
+        Ok(Invited {
+            // Only what this chunk asked for: Miro's list is outside input.
+            failed: answer
+                .failed
+                .into_iter()
+                .filter(|f| chunk.emails.contains(&f.email))
+                .map(|f| FailedInvitation {
+                    email: f.email,
+                    reason: f
+                        .reason
+                        .map(|mut r| {
+                            r.truncate(r.floor_char_boundary(100));
+                            r
+                        })
+                        .unwrap_or_else(|| "INVITATION_FAILED".into()),
+                })
+                .collect(),
+        })
+    }
+
+    /// `GET /v1/oauth-token`: the team (and its name) a token is for. A 400
+    /// means Miro no longer knows the token.
+    pub async fn token_context(&self, access_token: &Secret) -> Result<TokenContext, MiroError> {
+        let response = self
+            .http
+            .get(Config::endpoint(&self.base, "/v1/oauth-token"))
+            .bearer_auth(access_token.expose())
+            .send()
+            .await
+            .map_err(transport)?;
+        if response.status() != StatusCode::OK {
+            return Err(failure(response, self.clock.now()).await);
+        }
+        let body = read_capped(response)
+            .await
+            .map_err(|_| unreadable("token context"))?;
+        let context: TokenContextBody =
+            serde_json::from_slice(&body).map_err(|_| unreadable("token context"))?;
+        Ok(TokenContext {
+            team_id: context.team.as_ref().and_then(|t| t.id.clone()),
+            team_name: context.team.and_then(|t| t.name),
+        })
+    }
+
+    /// `POST /v2/boards`, or with `template_board_id` the copy
+    /// `PUT /v2/boards?copy_from=…` (which takes no project). Neither is
+    /// idempotent at Miro: the caller decides on retries.
     pub async fn create_board(
         &self,
         access_token: &Secret,
@@ -173,9 +258,15 @@ impl MiroApi {
             project_id: request.project_id.as_deref(),
             policy: request.policy.as_ref(),
         };
-        let response = self
-            .http
-            .post(Config::endpoint(&self.base, "/v2/boards"))
+        let call = match &request.template_board_id {
+            None => self.http.post(Config::endpoint(&self.base, "/v2/boards")),
+            Some(template) => {
+                let mut url = Config::endpoint(&self.base, "/v2/boards");
+                url.query_pairs_mut().append_pair("copy_from", template);
+                self.http.put(url)
+            }
+        };
+        let response = call
             .bearer_auth(access_token.expose())
             .json(&body)
             .send()
@@ -195,6 +286,56 @@ impl MiroApi {
             may_have_taken_effect: true,
             detail: "unreadable board response".into(),
         })
+    }
+}
+
+/// What one invitation call did: Miro answers 201 even when some emails
+/// could not be invited, and lists those.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invited {
+    pub failed: Vec<FailedInvitation>,
+}
+
+#[derive(Serialize)]
+struct InviteBody<'a> {
+    emails: &'a [String],
+    role: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct InviteAnswer {
+    #[serde(default)]
+    failed: Vec<FailedBody>,
+}
+
+#[derive(Deserialize)]
+struct FailedBody {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// What Miro's token context says of a token's team.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenContext {
+    pub team_id: Option<String>,
+    pub team_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenContextBody {
+    #[serde(default)]
+    team: Option<TeamBody>,
+}
+
+/// An answer that is not what Miro sends: for a read, safe to ask again.
+fn unreadable(what: &str) -> MiroError {
+    MiroError::Unavailable {
+        may_have_taken_effect: false,
+        detail: format!("unreadable {what}"),
     }
 }
 
@@ -254,9 +395,6 @@ pub(crate) async fn failure(response: reqwest::Response, now: i64) -> MiroError 
             retry_after_seconds: retry_after(response.headers(), now),
         };
     }
-    if status == StatusCode::UNAUTHORIZED {
-        return MiroError::Unauthorized;
-    }
     if status.is_server_error() {
         return MiroError::Unavailable {
             may_have_taken_effect: true,
@@ -268,6 +406,13 @@ pub(crate) async fn failure(response: reqwest::Response, now: i64) -> MiroError 
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
+    // Whatever 4xx carries it: the token is good, only not for that team.
+    if body.code.as_deref() == Some("applicationNotInstalled") {
+        return MiroError::NotInstalled;
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        return MiroError::Unauthorized;
+    }
     let mut message = body
         .message
         .or(body.code)

@@ -28,7 +28,27 @@ const fn route(
     }
 }
 
-pub const ROUTES: [Route; 6] = [
+impl Route {
+    /// The path's parameters if `path` is this route's (`{name}` matches one
+    /// non-empty segment, as in API Gateway's route keys).
+    pub fn matches(&self, path: &str) -> Option<Vec<(&'static str, String)>> {
+        let mut params = Vec::new();
+        let mut want = self.path.split('/');
+        let mut have = path.split('/');
+        loop {
+            match (want.next(), have.next()) {
+                (None, None) => return Some(params),
+                (Some(w), Some(h)) if w.starts_with('{') && w.ends_with('}') && !h.is_empty() => {
+                    params.push((&w[1..w.len() - 1], h.to_string()))
+                }
+                (Some(w), Some(h)) if w == h => {}
+                _ => return None,
+            }
+        }
+    }
+}
+
+pub const ROUTES: [Route; 8] = [
     route("POST", "/miro/authorizations", "auth-start", true),
     route("GET", "/miro/callback", "auth-callback", false),
     route(
@@ -38,8 +58,15 @@ pub const ROUTES: [Route; 6] = [
         true,
     ),
     route("POST", "/boards", "create-board", true),
-    route("GET", "/miro/connection", "connection", true),
-    route("DELETE", "/miro/connection", "connection", true),
+    route("GET", "/miro/connections", "connection", true),
+    route("DELETE", "/miro/connections", "connection", true),
+    route("DELETE", "/miro/connections/{team_id}", "connection", true),
+    route(
+        "PUT",
+        "/miro/connections/{team_id}/default",
+        "connection",
+        true,
+    ),
 ];
 
 /// Every Lambda function (its crate, `functions/<name>`, and its binary):
@@ -76,6 +103,13 @@ mod tests {
                 "{r:?} once"
             );
         }
+        let team = ROUTES[6];
+        assert_eq!(
+            team.matches("/miro/connections/3458764517517818867"),
+            Some(vec![("team_id", "3458764517517818867".to_string())])
+        );
+        assert_eq!(team.matches("/miro/connections/"), None);
+        assert_eq!(team.matches("/miro/connections/1/2"), None);
         for (i, f) in FUNCTIONS.iter().enumerate() {
             assert!(!FUNCTIONS[..i].contains(f), "{f} twice");
         }

@@ -87,7 +87,7 @@ test('errors carry the code, a friendly message, the detail and Retry-After', as
   await assert.rejects(client.createBoard({}), (e) => e instanceof MiroConnectError
     && e.code === 'unauthenticated' && e.status === 401 && e.message === MESSAGES.unauthenticated
     && e.detail === 'a valid JWT is required');
-  await assert.rejects(client.status(), (e) => e.code === 'miro_rate_limited' && e.retryAfter === 7);
+  await assert.rejects(client.connections(), (e) => e.code === 'miro_rate_limited' && e.retryAfter === 7);
   await assert.rejects(client.disconnect(), (e) => e.code === 'unexpected_response' && e.status === 500);
   assert.deepEqual(navigations, []);
 });
@@ -95,7 +95,7 @@ test('errors carry the code, a friendly message, the detail and Retry-After', as
 test('completeFromLocation cleans the address bar first, presents the kept secret once, and forgets it', async () => {
   const href = 'https://app.example/page?tab=2&miro_authorization=c-1#top';
   const { client, calls, storage, history } = setup([
-    [200, { connection: { connected: true }, board: { id: 'b', name: 'n', view_link: 'v' } }],
+    [200, { connection: { team_id: '1', default: true }, board: { id: 'b', name: 'n', view_link: 'v' } }],
   ], { href });
   storage.setItem(KEY, 'fs-1');
   const done = await client.completeFromLocation({ href });
@@ -103,7 +103,7 @@ test('completeFromLocation cleans the address bar first, presents the kept secre
   assert.equal(calls[0].url, 'https://api.example/miro/authorizations/complete');
   assert.deepEqual(calls[0].body, { completion: 'c-1', flow_secret: 'fs-1' });
   assert.equal(storage.getItem(KEY), null);
-  assert.deepEqual(done, { connection: { connected: true }, board: { id: 'b', name: 'n', view_link: 'v' }, boardError: null });
+  assert.deepEqual(done, { connection: { team_id: '1', default: true }, board: { id: 'b', name: 'n', view_link: 'v' }, boardError: null });
 });
 
 test('a completion this tab did not start is still presented (to be destroyed), without a secret', async () => {
@@ -133,7 +133,7 @@ test('a miro_error is thrown as its code, after cleaning the address bar and for
 test('a board that failed after connecting comes back as boardError', async () => {
   const href = 'https://app.example/?miro_authorization=c-2';
   const { client } = setup([
-    [200, { connection: { connected: true }, board_error: { error: 'invalid_board', message: 'name too long' } }],
+    [200, { connection: { team_id: '1', default: true }, board_error: { error: 'invalid_board', message: 'name too long' } }],
   ], { href });
   const done = await client.completeFromLocation({ href });
   assert.equal(done.board, null);
@@ -157,9 +157,9 @@ test('a network failure is network_error; no token is unauthenticated without a 
     getToken: () => 'jwt', storage: memoryStorage(), navigate: () => {}, history: fakeHistory('https://a.example/'),
     fetch: async () => { throw new TypeError('Failed to fetch'); },
   });
-  await assert.rejects(client.status(), (e) => e.code === 'network_error' && e.cause instanceof TypeError);
+  await assert.rejects(client.connections(), (e) => e.code === 'network_error' && e.cause instanceof TypeError);
   const { client: signedOut, calls } = setup([], { token: null });
-  await assert.rejects(signedOut.status(), (e) => e.code === 'unauthenticated');
+  await assert.rejects(signedOut.connections(), (e) => e.code === 'unauthenticated');
   assert.equal(calls.length, 0);
 });
 
@@ -174,4 +174,24 @@ test('messageFor has a text for every code of the API and the callback', () => {
   assert.equal(messageFor('access_denied'), MESSAGES.access_denied);
   assert.match(messageFor('no_such_code'), /no_such_code/);
   assert.match(messageFor('__proto__'), /__proto__/);
+});
+
+test('connections, the default team and disconnecting one team or all use their routes', async () => {
+  const { client, calls } = setup([
+    [200, { connections: [{ team_id: '1', default: true }] }],
+    [200, { connections: [{ team_id: '1', default: false }, { team_id: '2', default: true }] }],
+    [204, undefined],
+    [204, undefined],
+  ]);
+  assert.deepEqual(await client.connections(), [{ team_id: '1', default: true }]);
+  const chosen = await client.chooseDefault('2');
+  assert.deepEqual(chosen.map((c) => c.default), [false, true]);
+  await client.disconnect('2');
+  await client.disconnect();
+  assert.deepEqual(calls.map((c) => `${c.init.method} ${c.url}`), [
+    'GET https://api.example/miro/connections',
+    'PUT https://api.example/miro/connections/2/default',
+    'DELETE https://api.example/miro/connections/2',
+    'DELETE https://api.example/miro/connections',
+  ]);
 });

@@ -90,13 +90,17 @@ async function keptFlowSecret(page) {
   return page.evaluate(() => sessionStorage.getItem('miro-connect.flow-secret'));
 }
 
-/** The connection as the API reports it for the user signed in on `page`. */
-async function connection(page) {
+/** The connections as the API reports them for the user signed in on `page`. */
+async function connections(page) {
   return page.evaluate(async () => {
-    const res = await fetch('/miro/connection', { headers: { Authorization: 'Bearer ' + sessionStorage.getItem('demo-token') } });
-    return res.json();
+    const res = await fetch('/miro/connections', { headers: { Authorization: 'Bearer ' + sessionStorage.getItem('demo-token') } });
+    return (await res.json()).connections;
   });
 }
+
+// The emulator's teams (miro_emulator::TEAM_ID, SECOND_TEAM_ID).
+const TEAM = '3458764517517818867';
+const SECOND_TEAM = '3458764517517818868';
 
 test('a new user clicks Create board, consents, and sees exactly one board; the second needs no consent', async (t) => {
   let page;
@@ -157,7 +161,7 @@ test('Deny lands back with a readable error and no connection', async (t) => {
     await page.waitForFunction(() => document.querySelector('#status').className === 'error');
     assert.match(await status(page), /declined access/);
     await page.waitForFunction(() => document.querySelector('#connection').textContent === 'not connected');
-    assert.equal((await connection(page)).connected, false);
+    assert.equal((await connections(page)).length, 0);
     assert.equal(await boards(), before);
   });
 });
@@ -175,7 +179,7 @@ test('disconnect, then create asks for consent again', async (t) => {
 
     await page.click('#disconnect');
     await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Disconnected'));
-    assert.equal((await connection(page)).connected, false);
+    assert.equal((await connections(page)).length, 0);
     await clickCreate(page, 'After');
     await onConsentPage(page);
   });
@@ -199,10 +203,10 @@ test('an authorize link opened by another signed-in user connects neither', asyn
     await attacker.waitForFunction(() => document.querySelector('#status').className === 'error');
     assert.match(await status(attacker), /started by another user/);
 
-    assert.equal((await connection(attacker)).connected, false);
+    assert.equal((await connections(attacker)).length, 0);
     await victim.goto(`${BASE}/`);
     await victim.waitForFunction(() => document.querySelector('#connection').textContent !== 'unknown');
-    assert.equal((await connection(victim)).connected, false);
+    assert.equal((await connections(victim)).length, 0);
   });
 });
 
@@ -253,7 +257,7 @@ test('a completion link opened in another tab completes nothing', async (t) => {
     await tabB.waitForFunction(() => document.querySelector('#status').className === 'error');
     assert.match(await status(tabB), /another tab or browser/);
     await tabB.waitForFunction(() => document.querySelector('#connection').textContent === 'not connected');
-    assert.equal((await connection(tabB)).connected, false);
+    assert.equal((await connections(tabB)).length, 0);
     assert.equal(await keptFlowSecret(tabB), null);
 
     // Refusing it destroyed it: tab A, with its secret, cannot use it either.
@@ -262,7 +266,7 @@ test('a completion link opened in another tab completes nothing', async (t) => {
     await tabA.waitForFunction(() => document.querySelector('#status').className === 'error');
     assert.match(await status(tabA), /already used or has expired/);
     await tabA.waitForFunction(() => document.querySelector('#connection').textContent === 'not connected');
-    assert.equal((await connection(tabA)).connected, false);
+    assert.equal((await connections(tabA)).length, 0);
     assert.equal(await keptFlowSecret(tabA), null, 'tab A forgot the secret');
     assert.equal(await boards(), before, 'the board kept as the intent was not created');
   });
@@ -334,5 +338,44 @@ test('the flow secret never appears in a URL', async (t) => {
     }
     const stored = await page.evaluate(() => Object.values(sessionStorage));
     for (const { secret } of secrets) assert.ok(!stored.includes(secret), 'forgotten once used');
+  });
+});
+
+test('the demo user connects two teams, gets a board in each, and disconnects one', async (t) => {
+  let page;
+  await withScreenshots('teams', () => [page], async () => {
+    page = await openApp(t);
+    await signIn(page, unique('tess'));
+
+    // Two consents, picking the team on Miro's page each time.
+    for (const [team, count] of [[TEAM, 1], [SECOND_TEAM, 2]]) {
+      await page.click('#connect');
+      await onConsentPage(page);
+      await page.selectOption('#team', team);
+      await page.click('#allow');
+      await backOnApp(page);
+      await page.waitForFunction((n) => document.querySelectorAll('#connections li.team').length === n, count);
+    }
+    const listed = await connections(page);
+    assert.deepEqual(listed.map((c) => [c.team_id, c.default]), [[TEAM, true], [SECOND_TEAM, false]]);
+
+    // A board in each team, with no consent page in between.
+    for (const [team, name, count] of [[TEAM, 'First team board', 1], [SECOND_TEAM, 'Second team board', 2]]) {
+      await page.fill('#board-team', team);
+      await clickCreate(page, name);
+      await page.waitForFunction((n) => document.querySelectorAll('a.board-link').length === n, count);
+      assert.equal(new URL(page.url()).pathname, '/', 'no consent page');
+    }
+    const made = await page.$$eval('#boards li', (items) => items.map((li) => li.dataset.team));
+    assert.deepEqual(made, [TEAM, SECOND_TEAM], 'each board in its own team');
+
+    // Disconnecting one team leaves the other, now the default.
+    await page.click(`#connections li.team[data-team="${TEAM}"] button.disconnect-team`);
+    await page.waitForFunction(() => document.querySelectorAll('#connections li.team').length === 1);
+    assert.deepEqual((await connections(page)).map((c) => [c.team_id, c.default]), [[SECOND_TEAM, true]]);
+    await page.fill('#board-team', '');
+    await clickCreate(page, 'Default team board');
+    await page.waitForFunction(() => document.querySelectorAll('a.board-link').length === 3);
+    assert.equal(await page.getAttribute('#boards li:last-child', 'data-team'), SECOND_TEAM);
   });
 });

@@ -5,7 +5,8 @@ use super::{ErrorBody, Service, REFRESH_TOKEN_LIFETIME_SECONDS};
 use crate::clock::rfc3339;
 use crate::domain::{
     first_version, is_miro_id, AuthorizationRequest, Board, BoardRequest, Completion, Connection,
-    ConnectionProfile, ConnectionStatus, FlowStarted, PendingAuthorization,
+    ConnectionKey, ConnectionProfile, ConnectionView, FlowStarted, Invitations,
+    PendingAuthorization,
 };
 use crate::error::Error;
 use crate::identity::AppUser;
@@ -65,9 +66,14 @@ pub struct CompleteAuthorization {
 
 #[derive(Debug, Serialize)]
 pub struct Completed {
-    pub connection: ConnectionStatus,
+    /// The connection this consent made (or renewed), for the team the user
+    /// picked on Miro's page.
+    pub connection: ConnectionView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub board: Option<Board>,
+    /// What became of the board's invitations, when it asked for members.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invitations: Option<Invitations>,
     /// Set when the board asked for before connecting could not be created.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub board_error: Option<ErrorBody>,
@@ -296,9 +302,16 @@ impl Service {
                 });
             }
         };
-        let connection = self.connection_from_grant(user, grant);
+        let connection = self.connection_from_grant(user, grant).await?;
+        let key = &connection.key;
         let replaced = self.store.put_connection(&connection).await?;
-        tracing::info!(user = %user, "Miro connected");
+        tracing::info!(user = %user, team = %key.team_id, "Miro connected");
+        // The first connection becomes the default; a later one does not
+        // take it over.
+        let made_default = self
+            .store
+            .set_default_team(user, Some(&key.team_id), true)
+            .await?;
         if let Some(old) = replaced {
             // Best effort: the replaced grant must not live on at Miro.
             match self.revoke_grant(&old).await {
@@ -309,10 +322,10 @@ impl Service {
             }
         }
 
-        let (board, board_error) = match &parked.request.intent {
-            None => (None, None),
+        let (board, invitations, board_error) = match &parked.request.intent {
+            None => (None, None, None),
             Some(intent) => match self
-                .create_board_for(
+                .board_and_invitations(
                     user,
                     Some(connection.clone()),
                     intent,
@@ -323,24 +336,58 @@ impl Service {
                 )
                 .await
             {
-                Ok(board) => (Some(board), None),
-                Err(e) => (None, Some(ErrorBody::from(&e))),
+                Ok(created) => (Some(created.board), created.invitations, None),
+                Err(e) => (None, None, Some(ErrorBody::from(&e))),
             },
         };
+        let default = made_default || {
+            let list = self.store.list_connections(user, self.clock.now()).await?;
+            crate::domain::default_connection(&list.live, list.default_team.as_deref())
+                .is_some_and(|d| d.key == connection.key)
+        };
         Ok(Completed {
-            connection: ConnectionStatus::from(&connection),
+            connection: ConnectionView::of(&connection, default),
             board,
+            invitations,
             board_error,
         })
     }
 
-    fn connection_from_grant(&self, user: &AppUser, grant: TokenGrant) -> Connection {
+    /// The connection a grant makes: keyed by the team Miro named in the
+    /// token response. Miro's token context adds the team's name (best
+    /// effort), and the team itself should the token response lack it.
+    async fn connection_from_grant(
+        &self,
+        user: &AppUser,
+        grant: TokenGrant,
+    ) -> Result<Connection, Error> {
         let now = self.clock.now();
-        Connection {
-            user: user.clone(),
+        let context = match self.miro.token_context(&grant.access_token).await {
+            Ok(context) => Some(context),
+            Err(e) => {
+                tracing::warn!(user = %user, error = %e, "token context unavailable; team name unknown");
+                None
+            }
+        };
+        let team_id = grant
+            .team_id
+            .or_else(|| context.as_ref().and_then(|c| c.team_id.clone()))
+            .filter(|t| is_miro_id(t));
+        let Some(team_id) = team_id else {
+            // Nowhere to keep it: it must not live on at Miro either.
+            tracing::error!(user = %user, "Miro named no team for the grant; revoking it");
+            if let Err(e) = self.miro.revoke(&grant.access_token).await {
+                tracing::warn!(user = %user, error = %e, "revoking the teamless grant failed");
+            }
+            return Err(Error::MiroUnavailable {
+                retry_after_seconds: 2,
+            });
+        };
+        Ok(Connection {
+            key: ConnectionKey::new(user, &team_id),
             profile: ConnectionProfile {
                 miro_user_id: grant.miro_user_id,
-                team_id: grant.team_id,
+                team_name: context.and_then(|c| c.team_name),
                 scopes: grant.scopes,
                 connected_at: now,
             },
@@ -353,7 +400,7 @@ impl Service {
             refresh_token: grant.refresh_token,
             version: first_version(),
             lease_until: None,
-        }
+        })
     }
 }
 

@@ -1,12 +1,18 @@
-//! Flow 4: a board, once per idempotency key, through Miro's call loop.
+//! Flow 4: a board (empty, or a copy of a template board) and its
+//! invitations, once per idempotency key: a small saga recorded step by step
+//! under the key, so that a retry resumes at the first step not done and
+//! never makes a second board.
 
 use super::retry::backoff;
 use super::{miro_failure, Deadline, Service};
-use crate::domain::{Board, BoardRequest, Connection};
+use crate::domain::{
+    default_connection, Board, BoardRequest, Connection, ConnectionKey, FailedInvitation,
+    InvitationChunk, Invitations,
+};
 use crate::error::Error;
 use crate::identity::AppUser;
 use crate::miro::MiroError;
-use crate::store::{IdempotencyRecord, IdempotentOutcome};
+use crate::store::{BoardMade, IdempotencyRecord, IdempotentOutcome};
 use serde::Serialize;
 
 /// What to do when a board needs a consent the user has not given.
@@ -44,13 +50,9 @@ impl Service {
     ) -> Result<BoardCreated, Error> {
         request.validate()?;
         let Some(key) = idempotency_key else {
-            let board = self
-                .create_board_for(user, None, &request, deadline, consent)
-                .await?;
-            return Ok(BoardCreated {
-                board,
-                replayed: false,
-            });
+            return self
+                .board_and_invitations(user, None, &request, deadline, consent)
+                .await;
         };
         if !is_idempotency_key(key) {
             return Err(Error::InvalidParameter("Idempotency-Key"));
@@ -60,76 +62,253 @@ impl Service {
         );
         let now = self.clock.now();
         let claim_id = uuid::Uuid::new_v4().to_string();
-        let claim = IdempotencyRecord {
+        let expires_at = now + IDEMPOTENCY_TTL_SECONDS;
+        let record = |outcome| IdempotencyRecord {
             request_hash: request_hash.clone(),
-            outcome: IdempotentOutcome::InProgress {
-                claim: claim_id.clone(),
-            },
-            expires_at: now + IDEMPOTENCY_TTL_SECONDS,
+            outcome,
+            expires_at,
         };
-        if let Some(earlier) = self.store.claim(user, key, &claim, now).await? {
-            if earlier.request_hash != request_hash {
-                return Err(Error::IdempotencyKeyReused);
+        let in_progress = |made: Option<BoardMade>| {
+            record(IdempotentOutcome::InProgress {
+                claim: claim_id.clone(),
+                made,
+            })
+        };
+        let earlier = self.store.claim(user, key, &in_progress(None), now).await?;
+        let resumed = match earlier {
+            None => None,
+            Some(earlier) => {
+                if earlier.request_hash != request_hash {
+                    return Err(Error::IdempotencyKeyReused);
+                }
+                // Claimed longer ago than any invocation runs: its holder died.
+                let stale =
+                    now >= earlier.expires_at - IDEMPOTENCY_TTL_SECONDS + STALE_CLAIM_SECONDS;
+                match earlier.outcome {
+                    IdempotentOutcome::Created { board, invitations } => {
+                        tracing::info!(user = %user, board = %board.id, "idempotent replay");
+                        return Ok(BoardCreated {
+                            board,
+                            invitations,
+                            replayed: true,
+                        });
+                    }
+                    // Our own claim, written once already: its answer was lost
+                    // and the write was sent again. Ours to carry on with.
+                    IdempotentOutcome::InProgress { claim, made } if claim == claim_id => made,
+                    IdempotentOutcome::Paused { made } => Some(made),
+                    // A dead holder that had made the board: finish its work.
+                    IdempotentOutcome::InProgress {
+                        made: Some(made), ..
+                    } if stale => Some(made),
+                    // A dead holder that may have made a board nobody knows of.
+                    IdempotentOutcome::InProgress { .. } if stale => {
+                        return Err(Error::MiroOutcomeUnknown)
+                    }
+                    IdempotentOutcome::InProgress { .. } => {
+                        return Err(Error::IdempotencyInProgress)
+                    }
+                    IdempotentOutcome::Unknown => return Err(Error::MiroOutcomeUnknown),
+                }
             }
-            match earlier.outcome {
-                IdempotentOutcome::Created { board } => {
-                    tracing::info!(user = %user, board = %board.id, "idempotent replay");
-                    return Ok(BoardCreated {
+        };
+        let (mut made, mut connection) = match resumed {
+            Some(made) => {
+                tracing::info!(user = %user, board = %made.board.id, done = made.chunks_done, "resuming a board request");
+                self.store
+                    .settle(user, key, &in_progress(Some(made.clone())))
+                    .await?;
+                (made, None)
+            }
+            None => match self
+                .create_board_for(user, None, &request, deadline, consent)
+                .await
+            {
+                Ok((board, connection)) => {
+                    let made = BoardMade {
                         board,
-                        replayed: true,
-                    });
+                        chunks_done: 0,
+                        invitations: Invitations::default(),
+                    };
+                    // The board's id is kept before anything else is tried.
+                    self.store
+                        .settle(user, key, &in_progress(Some(made.clone())))
+                        .await?;
+                    (made, Some(connection))
                 }
-                // Our own claim, written once already: its answer was lost
-                // and the write was sent again. Ours to carry on with.
-                IdempotentOutcome::InProgress { claim } if claim == claim_id => {}
-                // Claimed longer ago than any invocation runs: its holder died
-                // somewhere, perhaps after Miro made the board.
-                IdempotentOutcome::InProgress { .. }
-                    if now
-                        >= earlier.expires_at - IDEMPOTENCY_TTL_SECONDS + STALE_CLAIM_SECONDS =>
-                {
-                    return Err(Error::MiroOutcomeUnknown)
+                Err(e) if e.made_nothing() => {
+                    self.store.release(user, key).await?;
+                    return Err(e);
                 }
-                IdempotentOutcome::InProgress { .. } => return Err(Error::IdempotencyInProgress),
-                IdempotentOutcome::Unknown => return Err(Error::MiroOutcomeUnknown),
+                Err(e) => {
+                    self.store
+                        .settle(user, key, &record(IdempotentOutcome::Unknown))
+                        .await?;
+                    return Err(e);
+                }
+            },
+        };
+        let chunks = request.invitation_chunks();
+        while let Some(chunk) = chunks.get(made.chunks_done) {
+            match self
+                .invite(
+                    user,
+                    &mut connection,
+                    &request,
+                    &made.board,
+                    chunk,
+                    deadline,
+                )
+                .await
+            {
+                Ok(done) => {
+                    merge(&mut made.invitations, chunk, done);
+                    made.chunks_done += 1;
+                    self.store
+                        .settle(user, key, &in_progress(Some(made.clone())))
+                        .await?;
+                }
+                Err(e) => {
+                    tracing::warn!(user = %user, board = %made.board.id, done = made.chunks_done, error = %e, "invitations paused; a retry under the key resumes them");
+                    self.store
+                        .settle(user, key, &record(IdempotentOutcome::Paused { made }))
+                        .await?;
+                    return Err(e);
+                }
             }
         }
-        match self
-            .create_board_for(user, None, &request, deadline, consent)
-            .await
-        {
-            Ok(board) => {
-                let done = IdempotencyRecord {
-                    outcome: IdempotentOutcome::Created {
-                        board: board.clone(),
-                    },
-                    ..claim
-                };
-                self.store.settle(user, key, &done).await?;
-                Ok(BoardCreated {
-                    board,
-                    replayed: false,
-                })
-            }
-            Err(e) if e.made_nothing() => {
-                self.store.release(user, key).await?;
-                Err(e)
-            }
-            Err(e) => {
-                let unknown = IdempotencyRecord {
-                    outcome: IdempotentOutcome::Unknown,
-                    ..claim
-                };
-                self.store.settle(user, key, &unknown).await?;
-                Err(e)
-            }
-        }
+        let invitations = (!chunks.is_empty()).then_some(made.invitations);
+        self.store
+            .settle(
+                user,
+                key,
+                &record(IdempotentOutcome::Created {
+                    board: made.board.clone(),
+                    invitations: invitations.clone(),
+                }),
+            )
+            .await?;
+        Ok(BoardCreated {
+            board: made.board,
+            invitations,
+            replayed: false,
+        })
     }
 
-    /// Creates the board with a usable token (`known`: one just stored). A
-    /// Miro 401 on a token believed valid: one forced refresh, one retry. A
-    /// 429 or a refused connection (Miro cannot have created the board) is
-    /// retried while `deadline` allows; anything ambiguous never is.
+    /// The board and its invitations without a record to resume from (no
+    /// idempotency key, or the intent a consent just made possible): an
+    /// invitation chunk that cannot be sent is reported as failed, since a
+    /// retry would make a second board.
+    pub(crate) async fn board_and_invitations(
+        &self,
+        user: &AppUser,
+        known: Option<Connection>,
+        request: &BoardRequest,
+        deadline: Deadline,
+        consent: Consent,
+    ) -> Result<BoardCreated, Error> {
+        let (board, connection) = self
+            .create_board_for(user, known, request, deadline, consent)
+            .await?;
+        let chunks = request.invitation_chunks();
+        let mut invitations = Invitations::default();
+        let mut connection = Some(connection);
+        for chunk in &chunks {
+            let done = match self
+                .invite(user, &mut connection, request, &board, chunk, deadline)
+                .await
+            {
+                Ok(done) => done,
+                Err(e) => all_failed(chunk, e.code()),
+            };
+            merge(&mut invitations, chunk, done);
+        }
+        Ok(BoardCreated {
+            board,
+            invitations: (!chunks.is_empty()).then_some(invitations),
+            replayed: false,
+        })
+    }
+
+    /// Sends one invitation chunk, with the token that made the board (or
+    /// the team's connection, when resuming). An invitation may be repeated
+    /// without harm at Miro, so any failure that leaves it undone is retried
+    /// while `deadline` allows; a refusal is reported for the chunk's emails.
+    async fn invite(
+        &self,
+        user: &AppUser,
+        connection: &mut Option<Connection>,
+        request: &BoardRequest,
+        board: &Board,
+        chunk: &InvitationChunk,
+        deadline: Deadline,
+    ) -> Result<Vec<FailedInvitation>, Error> {
+        let mut current = match connection.take() {
+            Some(c) => c,
+            None => self
+                .connection_for(user, request.team_id.as_deref())
+                .await?
+                // Never a new flow here: its intent would make a second board.
+                .ok_or(Error::AuthorizationRequired(None))?,
+        };
+        let message = request.invitation_message.as_deref();
+        let mut refreshed = false;
+        for attempt in 1..=MAX_ATTEMPTS {
+            self.rate_gate.wait(user, deadline).await;
+            match self
+                .miro
+                .invite(&current.access_token, &board.id, chunk, message)
+                .await
+            {
+                Ok(invited) => {
+                    *connection = Some(current);
+                    return Ok(invited.failed);
+                }
+                Err(MiroError::Unauthorized) if !refreshed => {
+                    refreshed = true;
+                    current = self
+                        .usable_connection(&current.key, Some(current.version), None)
+                        .await?
+                        .ok_or(Error::AuthorizationRequired(None))?;
+                }
+                Err(MiroError::RateLimited {
+                    retry_after_seconds,
+                }) => {
+                    let wait = self.rate_gate.close(user, retry_after_seconds);
+                    if !deadline.allows(wait) {
+                        return Err(Error::MiroRateLimited {
+                            retry_after_seconds,
+                        });
+                    }
+                }
+                Err(MiroError::Unavailable { detail, .. }) => {
+                    if !deadline.allows(backoff(attempt)) {
+                        tracing::warn!(user = %user, %detail, "invitation call failed");
+                        return Err(Error::MiroUnavailable {
+                            retry_after_seconds: 2,
+                        });
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(user = %user, board = %board.id, error = %e, emails = chunk.emails.len(), "Miro refused an invitation call");
+                    *connection = Some(current);
+                    return Ok(all_failed(chunk, "miro_rejected"));
+                }
+            }
+        }
+        Err(Error::MiroUnavailable {
+            retry_after_seconds: 2,
+        })
+    }
+
+    /// Creates the board with a usable token of the team it names, else of
+    /// the user's default connection (`known`: one just stored). A Miro 401
+    /// on a token believed valid: one forced refresh, one retry. A 429 or a
+    /// refused connection (Miro cannot have created the board) is retried
+    /// while `deadline` allows; anything ambiguous never is. No connection
+    /// for the team, or Miro's `applicationNotInstalled`: the consent that
+    /// installs the app there, with the board as its intent.
     pub(crate) async fn create_board_for(
         &self,
         user: &AppUser,
@@ -137,10 +316,13 @@ impl Service {
         request: &BoardRequest,
         deadline: Deadline,
         consent: Consent,
-    ) -> Result<Board, Error> {
+    ) -> Result<(Board, Connection), Error> {
         let mut connection = match known {
             Some(c) => Some(c),
-            None => self.usable_connection(user, None).await?,
+            None => {
+                self.connection_for(user, request.team_id.as_deref())
+                    .await?
+            }
         };
         let mut refreshed = false;
         let mut attempt = 0u32;
@@ -148,26 +330,39 @@ impl Service {
             attempt += 1;
             self.rate_gate.wait(user, deadline).await;
             match self.miro.create_board(&current.access_token, request).await {
+                // A template the user cannot see (or that is gone).
+                Err(MiroError::Rejected { status, .. })
+                    if request.template_board_id.is_some() && matches!(status, 403 | 404) =>
+                {
+                    return Err(Error::TemplateNotFound);
+                }
                 Ok(board) => {
                     tracing::info!(user = %user, board = %board.id, "board created");
-                    return Ok(board);
+                    return Ok((board, current));
                 }
                 Err(MiroError::Unauthorized) if !refreshed => {
                     tracing::warn!(user = %user, "Miro refused a token believed valid; forcing a refresh");
                     refreshed = true;
-                    connection = self.usable_connection(user, Some(current.version)).await?;
+                    connection = self
+                        .usable_connection(&current.key, Some(current.version), None)
+                        .await?;
                 }
                 Err(MiroError::Unauthorized) => {
                     tracing::warn!(user = %user, "Miro refused the refreshed token too; connection removed");
                     self.store
-                        .delete_connection_at(user, current.version)
+                        .delete_connection_at(&current.key, current.version)
                         .await?;
+                }
+                Err(MiroError::NotInstalled) => {
+                    // The connection is still good for its own team: kept.
+                    tracing::info!(user = %user, "app not installed in the board's team; consent needed there");
+                    break;
                 }
                 Err(MiroError::RateLimited {
                     retry_after_seconds,
                 }) => {
                     let wait = self.rate_gate.close(user, retry_after_seconds);
-                    if attempt >= MAX_BOARD_ATTEMPTS || !deadline.allows(wait) {
+                    if attempt >= MAX_ATTEMPTS || !deadline.allows(wait) {
                         return Err(Error::MiroRateLimited {
                             retry_after_seconds,
                         });
@@ -178,7 +373,7 @@ impl Service {
                 Err(MiroError::Unavailable {
                     may_have_taken_effect: false,
                     ..
-                }) if attempt < MAX_BOARD_ATTEMPTS && deadline.allows(backoff(attempt)) => {
+                }) if attempt < MAX_ATTEMPTS && deadline.allows(backoff(attempt)) => {
                     tokio::time::sleep(backoff(attempt)).await;
                     connection = Some(current);
                 }
@@ -200,18 +395,42 @@ impl Service {
             Consent::ReportOnly => Error::AuthorizationRequired(None),
         })
     }
+
+    /// The connection for `team_id`, or the user's default one, with a
+    /// usable token; `None` if there is none.
+    async fn connection_for(
+        &self,
+        user: &AppUser,
+        team_id: Option<&str>,
+    ) -> Result<Option<Connection>, Error> {
+        if let Some(team_id) = team_id {
+            return self
+                .usable_connection(&ConnectionKey::new(user, team_id), None, None)
+                .await;
+        }
+        let list = self.store.list_connections(user, self.clock.now()).await?;
+        let Some(default) = default_connection(&list.live, list.default_team.as_deref()) else {
+            return Ok(None);
+        };
+        // The list's read is consistent: the token protocol starts from it.
+        self.usable_connection(&default.key, None, Some(default.clone()))
+            .await
+    }
 }
 
 /// Idempotency records live a day (`docs/architecture.md`, "Data").
 pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 3600;
 /// An in-progress claim older than Lambda's longest invocation has no live holder.
 const STALE_CLAIM_SECONDS: i64 = 15 * 60;
-/// A board POST is sent at most this often for one request.
-const MAX_BOARD_ATTEMPTS: u32 = 6;
+/// A board POST (or an invitation call) is sent at most this often for one request.
+const MAX_ATTEMPTS: u32 = 6;
 
 #[derive(Debug, Serialize)]
 pub struct BoardCreated {
     pub board: Board,
+    /// What became of each invitation, when members were asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invitations: Option<Invitations>,
     /// The board of an earlier request under the same idempotency key.
     #[serde(skip)]
     pub replayed: bool,
@@ -220,4 +439,25 @@ pub struct BoardCreated {
 /// 1 to 255 visible ASCII characters, as most APIs take them.
 pub fn is_idempotency_key(key: &str) -> bool {
     (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Adds a chunk's outcome: every email Miro did not list as failed was invited.
+fn merge(invitations: &mut Invitations, chunk: &InvitationChunk, failed: Vec<FailedInvitation>) {
+    for email in &chunk.emails {
+        if !failed.iter().any(|f| f.email == *email) {
+            invitations.invited.push(email.clone());
+        }
+    }
+    invitations.failed.extend(failed);
+}
+
+fn all_failed(chunk: &InvitationChunk, reason: &str) -> Vec<FailedInvitation> {
+    chunk
+        .emails
+        .iter()
+        .map(|email| FailedInvitation {
+            email: email.clone(),
+            reason: reason.to_string(),
+        })
+        .collect()
 }

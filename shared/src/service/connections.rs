@@ -1,64 +1,109 @@
-//! Flow 5: what the app may show of a connection, and disconnecting it.
+//! Flow 5: a user's connections (one per Miro team), their default, and
+//! disconnecting one or all of them.
 
 use super::{miro_failure, Service};
-use crate::domain::{Connection, ConnectionStatus};
+use crate::domain::{default_connection, Connection, ConnectionKey, ConnectionView, Connections};
 use crate::error::Error;
 use crate::identity::AppUser;
 use crate::miro::MiroError;
 use crate::oauth::OAuthError;
+use crate::store::ConnectionList;
 
 impl Service {
-    /// Flow 5: what the app may show about the connection (never a token).
-    pub async fn connection_status(&self, user: &AppUser) -> Result<ConnectionStatus, Error> {
-        Ok(
-            match self.store.get_connection(user, self.clock.now()).await? {
-                Some(c) => ConnectionStatus::from(&c),
-                None => ConnectionStatus::disconnected(),
-            },
-        )
+    /// Flow 5: what the app may show of the user's connections (never a token).
+    pub async fn connections(&self, user: &AppUser) -> Result<Connections, Error> {
+        let list = self.store.list_connections(user, self.clock.now()).await?;
+        Ok(views(&list))
     }
 
-    /// Flow 5: forget at once, then revoke at Miro (which also kills the
-    /// refresh token). If Miro cannot be reached, the forgotten connection
-    /// keeps its sealed tokens until a later disconnect or a reconnect
-    /// revokes them; the user reads as disconnected either way. Idempotent.
-    pub async fn disconnect(&self, user: &AppUser) -> Result<(), Error> {
+    /// Boards asked for without a `team_id` go to `team_id` from now on.
+    /// The team must be connected.
+    pub async fn choose_default(
+        &self,
+        user: &AppUser,
+        team_id: &str,
+    ) -> Result<Connections, Error> {
+        let mut list = self.store.list_connections(user, self.clock.now()).await?;
+        if !list.live.iter().any(|c| c.key.team_id == team_id) {
+            return Err(Error::NotConnected);
+        }
+        self.store
+            .set_default_team(user, Some(team_id), false)
+            .await?;
+        list.default_team = Some(team_id.to_string());
+        Ok(views(&list))
+    }
+
+    /// Flow 5 for one team: forget at once, then revoke at Miro (which also
+    /// kills the refresh token). If Miro cannot be reached, the forgotten
+    /// connection keeps its sealed tokens until a later disconnect or a
+    /// reconnect revokes them; it reads as disconnected either way. If it
+    /// was the default, the oldest remaining connection takes over.
+    /// Idempotent.
+    pub async fn disconnect(&self, user: &AppUser, team_id: &str) -> Result<(), Error> {
+        let key = ConnectionKey::new(user, team_id);
+        self.forget(&key).await?;
+        let list = self.store.list_connections(user, self.clock.now()).await?;
+        if list.default_team.as_deref() == Some(team_id) {
+            let next = list.live.first().map(|c| c.key.team_id.as_str());
+            self.store.set_default_team(user, next, false).await?;
+        }
+        if let Some(forgotten) = list.forgotten.iter().find(|c| c.key == key) {
+            self.revoke_forgotten(forgotten).await?;
+        }
+        Ok(())
+    }
+
+    /// Flow 5 for every team the user connected. Idempotent.
+    pub async fn disconnect_all(&self, user: &AppUser) -> Result<(), Error> {
+        let list = self.store.list_connections(user, self.clock.now()).await?;
+        for connection in &list.live {
+            self.forget(&connection.key).await?;
+        }
+        self.store.set_default_team(user, None, false).await?;
+        let list = self.store.list_connections(user, self.clock.now()).await?;
+        for forgotten in &list.forgotten {
+            self.revoke_forgotten(forgotten).await?;
+        }
+        Ok(())
+    }
+
+    /// Marks the connection forgotten, whatever refresh moves its version.
+    async fn forget(&self, key: &ConnectionKey) -> Result<(), Error> {
         let now = self.clock.now();
         // Bounded: a refresh may move the version between our read and write.
-        let mut gone = false;
         for _ in 0..3 {
-            let Some(connection) = self.store.get_connection(user, now).await? else {
-                gone = true;
-                break;
+            let Some(connection) = self.store.get_connection(key, now).await? else {
+                return Ok(());
             };
             if self
                 .store
-                .forget_connection(user, connection.version)
+                .forget_connection(key, connection.version)
                 .await?
             {
-                tracing::info!(user = %user, "Miro disconnected");
-                gone = true;
-                break;
+                tracing::info!(user = %key.user, team = %key.team_id, "Miro disconnected");
+                return Ok(());
             }
         }
-        if !gone {
-            // Never a 204 while the user is still connected.
-            return Err(Error::Storage(
-                "the connection kept changing while being forgotten".into(),
-            ));
-        }
-        let Some(forgotten) = self.store.forgotten_connection(user, now).await? else {
-            return Ok(());
-        };
-        match self.revoke_grant(&forgotten).await {
+        // Never a 204 while the user is still connected.
+        Err(Error::Storage(
+            "the connection kept changing while being forgotten".into(),
+        ))
+    }
+
+    /// Revokes a forgotten connection's grant and deletes it; a failure is
+    /// left for the next disconnect or reconnect to retry.
+    async fn revoke_forgotten(&self, forgotten: &Connection) -> Result<(), Error> {
+        let key = &forgotten.key;
+        match self.revoke_grant(forgotten).await {
             Ok(()) => {
                 self.store
-                    .delete_connection_at(user, forgotten.version)
+                    .delete_connection_at(key, forgotten.version)
                     .await?;
-                tracing::info!(user = %user, "grant revoked at Miro");
+                tracing::info!(user = %key.user, team = %key.team_id, "grant revoked at Miro");
             }
             Err(e) => {
-                tracing::warn!(user = %user, error = %e, "revocation pending; retried by the next disconnect or connect")
+                tracing::warn!(user = %key.user, team = %key.team_id, error = %e, "revocation pending; retried by the next disconnect or connect")
             }
         }
         Ok(())
@@ -92,7 +137,19 @@ impl Service {
         };
         match self.miro.revoke(&access_token).await {
             Ok(()) | Err(MiroError::Rejected { .. }) | Err(MiroError::Unauthorized) => Ok(()),
-            Err(e) => Err(miro_failure(&connection.user, e)),
+            Err(e) => Err(miro_failure(&connection.key.user, e)),
         }
+    }
+}
+
+/// The list as the API shows it, the default marked.
+fn views(list: &ConnectionList) -> Connections {
+    let default = default_connection(&list.live, list.default_team.as_deref());
+    Connections {
+        connections: list
+            .live
+            .iter()
+            .map(|c| ConnectionView::of(c, default.is_some_and(|d| d.key == c.key)))
+            .collect(),
     }
 }

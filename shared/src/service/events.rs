@@ -1,8 +1,7 @@
 //! Flow 6: a `Create Miro Board` event, through the same use case as
 //! `POST /boards`, exactly once per idempotency key.
 
-use super::{Consent, Deadline, Service};
-use crate::domain::Board;
+use super::{BoardCreated, Consent, Deadline, Service};
 use crate::error::Error;
 use crate::events::{CreatedDetail, Disposition, Envelope, FailedDetail, Outcome, REQUESTED};
 use crate::identity::AppUser;
@@ -73,7 +72,7 @@ impl Service {
             .await
         {
             Ok(created) => {
-                Disposition::Settled(Outcome::Created(created_detail(&user, &key, created.board)))
+                Disposition::Settled(Outcome::Created(created_detail(&user, &key, created)))
             }
             Err(
                 e @ (Error::MiroRateLimited { .. }
@@ -89,12 +88,13 @@ impl Service {
     }
 }
 
-fn created_detail(user: &AppUser, key: &str, board: Board) -> CreatedDetail {
+fn created_detail(user: &AppUser, key: &str, created: BoardCreated) -> CreatedDetail {
     CreatedDetail {
         user_id: user.to_string(),
         idempotency_key: key.to_string(),
-        board_id: board.id,
-        name: board.name,
-        view_link: board.view_link,
+        board_id: created.board.id,
+        name: created.board.name,
+        view_link: created.board.view_link,
+        invitations: created.invitations,
     }
 }

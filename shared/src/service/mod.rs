@@ -111,6 +111,10 @@ fn miro_failure(user: &AppUser, e: MiroError) -> Error {
             status: 401,
             message: "token refused".into(),
         },
+        MiroError::NotInstalled => Error::MiroRejected {
+            status: 403,
+            message: "the app is not installed in that team".into(),
+        },
         MiroError::Unavailable { detail, .. } => {
             // Only reached for requests that are safe to repeat.
             tracing::warn!(user = %user, %detail, "Miro unavailable");

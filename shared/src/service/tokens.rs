@@ -14,9 +14,8 @@
 //! that works for the wrong user, and nothing loops.
 
 use super::{Service, REFRESH_TOKEN_LIFETIME_SECONDS};
-use crate::domain::Connection;
+use crate::domain::{Connection, ConnectionKey};
 use crate::error::Error;
-use crate::identity::AppUser;
 use crate::oauth::{OAuthError, TokenGrant};
 use crate::token_protocol::{Answer, Outcome, Seen, Settings, Step, TokenRefresh, WAIT_ROUNDS};
 use rand::Rng;
@@ -27,18 +26,21 @@ pub use crate::token_protocol::LEASE_SECONDS;
 const WAIT_STEP_MS: u64 = 100;
 
 impl Service {
-    /// The user's connection with an access token worth using, refreshing it
-    /// if due. `stale_version`: Miro refused the token of that version, so it
-    /// is refreshed whatever its expiry says. `None`: the user is not (or no
-    /// longer) connected.
+    /// The connection with an access token worth using, refreshing it if
+    /// due. `stale_version`: Miro refused the token of that version, so it
+    /// is refreshed whatever its expiry says. `first_read`: the connection as
+    /// a consistent read just found it, which saves the first read. `None`:
+    /// the user is not (or no longer) connected in that team.
     ///
     /// Every decision is [`TokenRefresh`]'s (`crate::token_protocol`, the
     /// machine the model check runs); this only does the I/O each step asks for.
     pub(crate) async fn usable_connection(
         &self,
-        user: &AppUser,
+        key: &ConnectionKey,
         stale_version: Option<u64>,
+        mut first_read: Option<Connection>,
     ) -> Result<Option<Connection>, Error> {
+        let user = &key.user;
         let settings = Settings {
             margin_seconds: self.config.refresh_margin_seconds,
             lease_seconds: LEASE_SECONDS,
@@ -55,12 +57,15 @@ impl Service {
             step = match step {
                 Step::Read => {
                     let now = self.clock.now();
-                    read = self.store.get_connection(user, now).await?;
+                    read = match first_read.take() {
+                        Some(known) => Some(known),
+                        None => self.store.get_connection(key, now).await?,
+                    };
                     machine.read(read.as_ref().map(seen), now)
                 }
                 Step::DeleteExhausted { version } => {
                     tracing::warn!(user = %user, "token expired and nothing to refresh it with");
-                    self.store.delete_connection_at(user, version).await?;
+                    self.store.delete_connection_at(key, version).await?;
                     machine.exhausted_deleted()
                 }
                 Step::TryLease {
@@ -71,7 +76,7 @@ impl Service {
                     holder = uuid::Uuid::new_v4().to_string();
                     let taken = self
                         .store
-                        .try_lease(user, version, &holder, until, now)
+                        .try_lease(key, version, &holder, until, now)
                         .await?;
                     machine.leased(taken)
                 }
@@ -119,14 +124,14 @@ impl Service {
                 }
                 Step::DeleteDead { version } => {
                     // False: a reconnect or a disconnect replaced it meanwhile.
-                    let deleted = self.store.delete_connection_at(user, version).await?;
+                    let deleted = self.store.delete_connection_at(key, version).await?;
                     if deleted {
                         tracing::warn!(user = %user, "the grant is dead; connection removed");
                     }
                     machine.dead_deleted(deleted)
                 }
                 Step::ReleaseLease => {
-                    self.store.release_lease(user, &holder).await?;
+                    self.store.release_lease(key, &holder).await?;
                     machine.lease_released()
                 }
                 Step::Wait => {
@@ -173,12 +178,11 @@ impl Service {
         if !grant.scopes.is_empty() {
             profile.scopes = grant.scopes;
         }
-        if grant.team_id.is_some() {
-            profile.team_id = grant.team_id;
-        }
         let refresh_token = grant.refresh_token.or_else(|| old.refresh_token.clone());
         Connection {
-            user: old.user.clone(),
+            // A refresh keeps the connection's team whatever the answer says:
+            // the team is the item's key.
+            key: old.key.clone(),
             profile,
             access_token: grant.access_token,
             access_expires_at: grant.expires_in.map(|s| now + s as i64),

@@ -1,10 +1,11 @@
 //! In-memory adapter for local runs: one process, nothing persisted.
 
 use super::{
-    completion_key, connection_key, flows_key, idempotency_key, is_live, pending_key,
-    AuthorizationStore, ConnectionStore, IdempotencyRecord, IdempotencyStore, StoreError, Taken,
+    completion_key, connections_key, flows_key, idempotency_key, is_live, pending_key, team_key,
+    AuthorizationStore, ConnectionList, ConnectionStore, IdempotencyRecord, IdempotencyStore,
+    StoreError, Taken,
 };
-use crate::domain::{Completion, Connection, PendingAuthorization};
+use crate::domain::{Completion, Connection, ConnectionKey, PendingAuthorization};
 use crate::identity::AppUser;
 use crate::token_protocol::{
     delete_at_allowed, forget_allowed, lease_allowed, release_allowed, tokens_write_allowed,
@@ -30,6 +31,16 @@ enum Item {
         until: i64,
     },
     Idempotency(IdempotencyRecord),
+    /// The team a user chose as default.
+    DefaultTeam(String),
+}
+
+fn connection_item_key(key: &ConnectionKey) -> String {
+    format!("{}#{}", connections_key(&key.user), team_key(&key.team_id))
+}
+
+fn default_team_key(user: &AppUser) -> String {
+    format!("{}#DEFAULT", connections_key(user))
 }
 
 #[derive(Debug, Default)]
@@ -72,14 +83,14 @@ impl MemoryStore {
         })
     }
 
-    /// Runs `change` on the user's connection item, if any; `None` removes it.
+    /// Runs `change` on the connection item, if any; `None` removes it.
     fn with_connection<T>(
         &self,
-        user: &AppUser,
+        key: &ConnectionKey,
         change: impl FnOnce(Option<(&Connection, &ItemState<String>)>) -> (T, Change),
     ) -> Result<T, StoreError> {
         let mut items = self.lock()?;
-        let key = connection_key(user);
+        let key = connection_item_key(key);
         let current = match items.get(&key) {
             Some(Item::Connection(c, state)) => Some((c, state)),
             _ => None,
@@ -100,9 +111,12 @@ impl MemoryStore {
         Ok(result)
     }
 
-    /// The user's connection item as it is.
-    fn connection_item(&self, user: &AppUser) -> Result<Option<(Connection, bool)>, StoreError> {
-        self.with_connection(user, |item| {
+    /// The connection item as it is.
+    fn connection_item(
+        &self,
+        key: &ConnectionKey,
+    ) -> Result<Option<(Connection, bool)>, StoreError> {
+        self.with_connection(key, |item| {
             let found = item.map(|(c, state)| (c.clone(), state.forgotten));
             (found, Change::Keep)
         })
@@ -192,13 +206,42 @@ impl AuthorizationStore for MemoryStore {
 
 #[async_trait]
 impl ConnectionStore for MemoryStore {
-    async fn get_connection(
+    async fn list_connections(
         &self,
         user: &AppUser,
         now: i64,
+    ) -> Result<ConnectionList, StoreError> {
+        let items = self.lock()?;
+        let mut list = ConnectionList {
+            default_team: match items.get(&default_team_key(user)) {
+                Some(Item::DefaultTeam(team)) => Some(team.clone()),
+                _ => None,
+            },
+            ..Default::default()
+        };
+        for item in items.values() {
+            if let Item::Connection(c, state) = item {
+                if c.key.user == *user && is_live(c.refresh_expires_at, now) {
+                    match state.forgotten {
+                        true => list.forgotten.push(c.clone()),
+                        false => list.live.push(c.clone()),
+                    }
+                }
+            }
+        }
+        list.live.sort_by(|a, b| {
+            (a.profile.connected_at, &a.key.team_id).cmp(&(b.profile.connected_at, &b.key.team_id))
+        });
+        Ok(list)
+    }
+
+    async fn get_connection(
+        &self,
+        key: &ConnectionKey,
+        now: i64,
     ) -> Result<Option<Connection>, StoreError> {
         Ok(self
-            .connection_item(user)?
+            .connection_item(key)?
             .filter(|(c, forgotten)| !forgotten && is_live(c.refresh_expires_at, now))
             .map(|(c, _)| c))
     }
@@ -207,7 +250,7 @@ impl ConnectionStore for MemoryStore {
         &self,
         connection: &Connection,
     ) -> Result<Option<Connection>, StoreError> {
-        self.with_connection(&connection.user, |old| {
+        self.with_connection(&connection.key, |old| {
             (
                 old.map(|(c, _)| c.clone()),
                 Change::Put(
@@ -218,8 +261,12 @@ impl ConnectionStore for MemoryStore {
         })
     }
 
-    async fn forget_connection(&self, user: &AppUser, version: u64) -> Result<bool, StoreError> {
-        self.with_connection(user, |item| match item {
+    async fn forget_connection(
+        &self,
+        key: &ConnectionKey,
+        version: u64,
+    ) -> Result<bool, StoreError> {
+        self.with_connection(key, |item| match item {
             Some((c, state)) if forget_allowed(Some(state), version) => (
                 true,
                 Change::Put(Box::new(c.clone()), state.clone().forgotten()),
@@ -230,29 +277,29 @@ impl ConnectionStore for MemoryStore {
 
     async fn forgotten_connection(
         &self,
-        user: &AppUser,
+        key: &ConnectionKey,
         now: i64,
     ) -> Result<Option<Connection>, StoreError> {
         Ok(self
-            .connection_item(user)?
+            .connection_item(key)?
             .filter(|(c, forgotten)| *forgotten && is_live(c.refresh_expires_at, now))
             .map(|(c, _)| c))
     }
 
-    async fn delete_connection(&self, user: &AppUser) -> Result<(), StoreError> {
-        self.with_connection(user, |_| ((), Change::Delete))
+    async fn delete_connection(&self, key: &ConnectionKey) -> Result<(), StoreError> {
+        self.with_connection(key, |_| ((), Change::Delete))
     }
 
     async fn try_lease(
         &self,
-        user: &AppUser,
+        key: &ConnectionKey,
         version: u64,
         holder: &str,
         until: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
         let holder = holder.to_string();
-        self.with_connection(user, |item| match item {
+        self.with_connection(key, |item| match item {
             Some((c, state)) if lease_allowed(Some(state), version, &holder, now) => (
                 true,
                 Change::Put(Box::new(c.clone()), state.clone().leased(holder, until)),
@@ -261,9 +308,9 @@ impl ConnectionStore for MemoryStore {
         })
     }
 
-    async fn release_lease(&self, user: &AppUser, holder: &str) -> Result<(), StoreError> {
+    async fn release_lease(&self, key: &ConnectionKey, holder: &str) -> Result<(), StoreError> {
         let holder = holder.to_string();
-        self.with_connection(user, |item| match item {
+        self.with_connection(key, |item| match item {
             Some((c, state)) if release_allowed(Some(state), &holder) => (
                 (),
                 Change::Put(Box::new(c.clone()), state.clone().released()),
@@ -279,7 +326,7 @@ impl ConnectionStore for MemoryStore {
         holder: &str,
     ) -> Result<bool, StoreError> {
         let holder = holder.to_string();
-        self.with_connection(&connection.user, |item| match item {
+        self.with_connection(&connection.key, |item| match item {
             Some((_, state))
                 if tokens_write_allowed(
                     Some(state),
@@ -295,14 +342,38 @@ impl ConnectionStore for MemoryStore {
         })
     }
 
-    async fn delete_connection_at(&self, user: &AppUser, version: u64) -> Result<bool, StoreError> {
-        self.with_connection(user, |item| {
+    async fn delete_connection_at(
+        &self,
+        key: &ConnectionKey,
+        version: u64,
+    ) -> Result<bool, StoreError> {
+        self.with_connection(key, |item| {
             if delete_at_allowed(item.map(|(_, state)| state), version) {
                 (true, Change::Delete)
             } else {
                 (false, Change::Keep)
             }
         })
+    }
+
+    async fn set_default_team(
+        &self,
+        user: &AppUser,
+        team_id: Option<&str>,
+        only_if_unset: bool,
+    ) -> Result<bool, StoreError> {
+        let mut items = self.lock()?;
+        let key = default_team_key(user);
+        match team_id {
+            None => {
+                items.remove(&key);
+            }
+            Some(_) if only_if_unset && items.contains_key(&key) => return Ok(false),
+            Some(team) => {
+                items.insert(key, Item::DefaultTeam(team.to_string()));
+            }
+        }
+        Ok(true)
     }
 }
 

@@ -10,7 +10,9 @@
 pub mod dynamo;
 pub mod memory;
 
-use crate::domain::{Board, Completion, Connection, PendingAuthorization};
+use crate::domain::{
+    Board, Completion, Connection, ConnectionKey, Invitations, PendingAuthorization,
+};
 use crate::identity::AppUser;
 use async_trait::async_trait;
 
@@ -70,18 +72,37 @@ pub trait AuthorizationStore: Send + Sync {
     ) -> Result<Taken<Completion>, StoreError>;
 }
 
+/// A user's connections, as one read finds them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConnectionList {
+    /// Alive and not forgotten, oldest first.
+    pub live: Vec<Connection>,
+    /// Forgotten, with grants still to be revoked at Miro.
+    pub forgotten: Vec<Connection>,
+    /// The team the user chose (or was given) as default, connected or not.
+    pub default_team: Option<String>,
+}
+
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
-    /// The user's connection, unless there is none, it has lapsed, it was
-    /// forgotten, or its tokens no longer open (its key left the ring).
-    async fn get_connection(
+    /// All of a user's connections and their default, in one read (one
+    /// DynamoDB Query, never a Scan). Lapsed ones and ones whose tokens no
+    /// longer open are left out.
+    async fn list_connections(
         &self,
         user: &AppUser,
         now: i64,
+    ) -> Result<ConnectionList, StoreError>;
+    /// The connection, unless there is none, it has lapsed, it was
+    /// forgotten, or its tokens no longer open (its key left the ring).
+    async fn get_connection(
+        &self,
+        key: &ConnectionKey,
+        now: i64,
     ) -> Result<Option<Connection>, StoreError>;
-    /// Stores a new connection (a fresh consent), replacing any old one, and
-    /// returns the one it replaced (forgotten or not) if its tokens open:
-    /// its grant is to be revoked.
+    /// Stores a new connection (a fresh consent), replacing any old one for
+    /// the same team, and returns the one it replaced (forgotten or not) if
+    /// its tokens open: its grant is to be revoked.
     async fn put_connection(
         &self,
         connection: &Connection,
@@ -90,29 +111,33 @@ pub trait ConnectionStore: Send + Sync {
     /// at once, its version moves on (no refresh in flight can write it
     /// back), and its tokens stay sealed until their revocation at Miro
     /// succeeds. False if the item moved on.
-    async fn forget_connection(&self, user: &AppUser, version: u64) -> Result<bool, StoreError>;
+    async fn forget_connection(
+        &self,
+        key: &ConnectionKey,
+        version: u64,
+    ) -> Result<bool, StoreError>;
     /// A forgotten connection whose grant is still to be revoked.
     async fn forgotten_connection(
         &self,
-        user: &AppUser,
+        key: &ConnectionKey,
         now: i64,
     ) -> Result<Option<Connection>, StoreError>;
     /// Idempotent: deleting a missing connection succeeds.
-    async fn delete_connection(&self, user: &AppUser) -> Result<(), StoreError>;
+    async fn delete_connection(&self, key: &ConnectionKey) -> Result<(), StoreError>;
 
-    /// Takes the refresh lease on `user`'s connection at `version`, unless
+    /// Takes the refresh lease on the connection at `version`, unless
     /// another holder's lease is still running at `now`. True if taken (or
     /// already `holder`'s: a lease whose answer was lost and sent again).
     async fn try_lease(
         &self,
-        user: &AppUser,
+        key: &ConnectionKey,
         version: u64,
         holder: &str,
         until: i64,
         now: i64,
     ) -> Result<bool, StoreError>;
     /// Gives the lease back, if `holder` still has it.
-    async fn release_lease(&self, user: &AppUser, holder: &str) -> Result<(), StoreError>;
+    async fn release_lease(&self, key: &ConnectionKey, holder: &str) -> Result<(), StoreError>;
     /// Writes refreshed tokens (`connection.version` is the new version) over
     /// `expected_version`, dropping the lease `holder` took. False if the
     /// item moved on. A write that already landed for this `holder` (its
@@ -125,24 +150,58 @@ pub trait ConnectionStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Deletes the connection only if it is still at `version`: a dead grant
     /// must not take a newer, good one with it. True if deleted.
-    async fn delete_connection_at(&self, user: &AppUser, version: u64) -> Result<bool, StoreError>;
+    async fn delete_connection_at(
+        &self,
+        key: &ConnectionKey,
+        version: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Sets the user's default team (`None`: no choice; the oldest
+    /// connection serves). With `only_if_unset`, only where none is set yet:
+    /// the first connection becomes the default. True if written.
+    async fn set_default_team(
+        &self,
+        user: &AppUser,
+        team_id: Option<&str>,
+        only_if_unset: bool,
+    ) -> Result<bool, StoreError>;
 }
 
-/// What became of a board request made under an idempotency key.
+/// What became of a board request made under an idempotency key: a small
+/// saga (the board, then its invitation chunks), recorded step by step so
+/// that a retry resumes at the first step not done.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum IdempotentOutcome {
-    /// Someone is creating it now: the claim id of that request, so that a
-    /// claim whose answer was lost (and that the SDK sent again) knows itself.
+    /// Someone is working on it now: the claim id of that request, so that a
+    /// claim whose answer was lost (and that the SDK sent again) knows
+    /// itself; and how far it got, once the board exists.
     InProgress {
         #[serde(default)]
         claim: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        made: Option<BoardMade>,
     },
+    /// The board exists but a later step failed and nobody works on it: the
+    /// next request under the key resumes it.
+    Paused { made: BoardMade },
     Created {
         board: Board,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invitations: Option<Invitations>,
     },
     /// Miro may or may not have created it (a 5xx or a lost answer to the POST).
     Unknown,
+}
+
+/// The saga's progress once the board exists.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BoardMade {
+    pub board: Board,
+    /// Invitation chunks done, in the order of
+    /// [`crate::domain::BoardRequest::invitation_chunks`].
+    pub chunks_done: usize,
+    pub invitations: Invitations,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -191,8 +250,14 @@ pub fn flows_key(user: &AppUser) -> String {
     format!("FLOWS#{user}")
 }
 
-pub fn connection_key(user: &AppUser) -> String {
+/// The partition of a user's connections (and of their default choice).
+pub fn connections_key(user: &AppUser) -> String {
     format!("CONN#{user}")
+}
+
+/// A connection within [`connections_key`]'s partition.
+pub fn team_key(team_id: &str) -> String {
+    format!("TEAM#{team_id}")
 }
 
 /// One item per (user, key); hashed so that neither can collide with the other's separator.

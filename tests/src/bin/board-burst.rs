@@ -1,7 +1,9 @@
 //! A second (third, …) OS process for the concurrency tests: builds the
 //! service exactly as a Lambda cold start does (`service_from_env`), then
 //! fires `BURST_COUNT` concurrent `POST /boards` for `BURST_USER` through the
-//! real create-board handler and prints each status on its own line.
+//! real create-board handler and prints each status on its own line. With
+//! `BURST_TEAMS` (Miro team ids, comma-separated), the boards name those teams
+//! in turn.
 
 use lambda_http::{Body, RequestExt};
 use miro_connect::http::authorizer_context;
@@ -13,13 +15,20 @@ type Failure = Box<dyn std::error::Error + Send + Sync>;
 async fn main() -> Result<(), Failure> {
     let user = std::env::var("BURST_USER")?;
     let count: usize = std::env::var("BURST_COUNT")?.parse()?;
+    let teams: Vec<String> = std::env::var("BURST_TEAMS")
+        .map(|t| t.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
     let service = Arc::new(miro_connect::bootstrap::service_from_env(create_board::NEEDS).await?);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..count {
         let service = service.clone();
         let user = user.clone();
+        let team = match teams.len() {
+            0 => String::new(),
+            n => format!(r#","team_id":"{}""#, teams[i % n]),
+        };
         tasks.spawn(async move {
-            let body = format!(r#"{{"name":"Burst {} #{i}"}}"#, std::process::id());
+            let body = format!(r#"{{"name":"Burst {} #{i}"{team}}}"#, std::process::id());
             let req = lambda_http::http::Request::builder()
                 .method("POST")
                 .uri("https://connect.example.test/boards")

@@ -36,8 +36,8 @@ async fn connect_then_create_board() {
     let done = app.complete("alice", &completion).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     let connection = &done.json()["connection"];
-    assert_eq!(connection["connected"], true);
     assert_eq!(connection["team_id"], TEAM_ID);
+    assert_eq!(connection["default"], true);
     assert!(done.json().get("board").is_none(), "no intent, no board");
 
     let created = app
@@ -316,7 +316,8 @@ async fn team_id_as_a_number_is_accepted() {
 async fn miro_refusing_a_board_is_a_client_error() {
     let app = TestApp::new().await;
     app.connect("judy").await;
-    let reply = app.create_board("judy", r#"{"team_id":"999"}"#).await;
+    // A project that does not exist in the team: Miro answers 404.
+    let reply = app.create_board("judy", r#"{"project_id":"999"}"#).await;
     reply.assert_client_error(422, "miro_rejected");
     assert!(app.emulator.boards().is_empty());
 }

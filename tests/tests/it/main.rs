@@ -11,6 +11,7 @@ mod security_doc;
 mod storage_faults;
 mod store_contract;
 mod support;
+mod teams;
 mod template;
 mod tokens;
 mod trust;

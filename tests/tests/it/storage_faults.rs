@@ -23,6 +23,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_runtime::{Context, LambdaEvent};
 use miro_connect::clock::{Clock, OffsetClock};
 use miro_connect::config::Config;
+use miro_connect::domain::ConnectionKey;
 use miro_connect::events::{Outcome, OutcomePublisher, PublishError};
 use miro_connect::identity::AppUser;
 use miro_connect::store::dynamo::DynamoStore;
@@ -235,7 +236,10 @@ impl Deployment {
         let user = AppUser::parse(user).expect("user");
         let mut c = self
             .store
-            .get_connection(&user, self.clock.now())
+            .get_connection(
+                &ConnectionKey::new(&user, miro_emulator::TEAM_ID),
+                self.clock.now(),
+            )
             .await
             .expect("read connection")
             .expect("connected");

@@ -5,7 +5,7 @@
 use crate::support::{dynamo_client, fresh_table, test_sealer, Backend};
 use miro_connect::clock::{Clock, SystemClock};
 use miro_connect::domain::{
-    AuthorizationRequest, BoardRequest, Completion, Connection, ConnectionProfile,
+    AuthorizationRequest, BoardRequest, Completion, Connection, ConnectionKey, ConnectionProfile,
     PendingAuthorization,
 };
 use miro_connect::identity::AppUser;
@@ -14,6 +14,8 @@ use miro_connect::store::dynamo::DynamoStore;
 use miro_connect::store::memory::MemoryStore;
 use miro_connect::store::{Store, StoreError, Taken};
 use std::sync::Arc;
+
+const TEAM: &str = "3458764517517818867";
 
 fn now() -> i64 {
     SystemClock.now()
@@ -46,10 +48,10 @@ fn pending(expires_at: i64) -> PendingAuthorization {
 
 fn connection(owner: &str, refresh_expires_at: Option<i64>) -> Connection {
     Connection {
-        user: user(owner),
+        key: ConnectionKey::new(&user(owner), TEAM),
         profile: ConnectionProfile {
             miro_user_id: Some("3458764517517819000".into()),
-            team_id: Some("3458764517517818867".into()),
+            team_name: Some("Team".into()),
             scopes: vec!["boards:write".into()],
             connected_at: now(),
         },
@@ -117,13 +119,13 @@ async fn expiry_is_checked_on_read(store: Arc<dyn Store>) {
     let c = connection("bob", Some(now() + 600));
     store.put_connection(&c).await.expect("put");
     assert!(store
-        .get_connection(&c.user, now())
+        .get_connection(&c.key, now())
         .await
         .expect("get")
         .is_some());
     assert_eq!(
         store
-            .get_connection(&c.user, now() + 600)
+            .get_connection(&c.key, now() + 600)
             .await
             .expect("get"),
         None
@@ -144,7 +146,7 @@ async fn long_expired_items_stay_out(store: Arc<dyn Store>) {
     let c = connection("carol", Some(now() - 3600));
     store.put_connection(&c).await.expect("put");
     assert_eq!(
-        store.get_connection(&c.user, now()).await.expect("get"),
+        store.get_connection(&c.key, now()).await.expect("get"),
         None
     );
 }
@@ -195,7 +197,7 @@ async fn connection_round_trips_and_deletes_idempotently(store: Arc<dyn Store>) 
     let c = connection("dave", Some(now() + 86_400));
     store.put_connection(&c).await.expect("put");
     assert_eq!(
-        store.get_connection(&c.user, now()).await.expect("get"),
+        store.get_connection(&c.key, now()).await.expect("get"),
         Some(c.clone())
     );
     let mut replaced = c.clone();
@@ -203,23 +205,20 @@ async fn connection_round_trips_and_deletes_idempotently(store: Arc<dyn Store>) 
     replaced.version += 1;
     store.put_connection(&replaced).await.expect("put");
     assert_eq!(
-        store.get_connection(&c.user, now()).await.expect("get"),
+        store.get_connection(&c.key, now()).await.expect("get"),
         Some(replaced)
     );
     assert_eq!(
         store
-            .get_connection(&user("erin"), now())
+            .get_connection(&ConnectionKey::new(&user("erin"), TEAM), now())
             .await
             .expect("get"),
         None
     );
-    store.delete_connection(&c.user).await.expect("delete");
-    store
-        .delete_connection(&c.user)
-        .await
-        .expect("delete again");
+    store.delete_connection(&c.key).await.expect("delete");
+    store.delete_connection(&c.key).await.expect("delete again");
     assert_eq!(
-        store.get_connection(&c.user, now()).await.expect("get"),
+        store.get_connection(&c.key, now()).await.expect("get"),
         None
     );
 
@@ -232,7 +231,7 @@ async fn connection_round_trips_and_deletes_idempotently(store: Arc<dyn Store>) 
     store.put_connection(&forever).await.expect("put");
     assert_eq!(
         store
-            .get_connection(&forever.user, now() + 10 * 365 * 86_400)
+            .get_connection(&forever.key, now() + 10 * 365 * 86_400)
             .await
             .expect("get"),
         Some(forever)
@@ -245,42 +244,42 @@ async fn refresh_lease_is_exclusive_and_versioned(store: Arc<dyn Store>) {
     let t = now();
     assert!(
         !store
-            .try_lease(&c.user, c.version + 1, "a", t + 30, t)
+            .try_lease(&c.key, c.version + 1, "a", t + 30, t)
             .await
             .expect("lease"),
         "wrong version"
     );
     assert!(store
-        .try_lease(&c.user, c.version, "a", t + 30, t)
+        .try_lease(&c.key, c.version, "a", t + 30, t)
         .await
         .expect("lease"));
     assert!(
         !store
-            .try_lease(&c.user, c.version, "b", t + 30, t)
+            .try_lease(&c.key, c.version, "b", t + 30, t)
             .await
             .expect("lease"),
         "held by a"
     );
     let held = store
-        .get_connection(&c.user, t)
+        .get_connection(&c.key, t)
         .await
         .expect("get")
         .expect("there");
     assert_eq!(held.lease_until, Some(t + 30));
     // b cannot release a's lease; a can.
-    store.release_lease(&c.user, "b").await.expect("release");
+    store.release_lease(&c.key, "b").await.expect("release");
     assert!(!store
-        .try_lease(&c.user, c.version, "b", t + 30, t)
+        .try_lease(&c.key, c.version, "b", t + 30, t)
         .await
         .expect("lease"));
-    store.release_lease(&c.user, "a").await.expect("release");
+    store.release_lease(&c.key, "a").await.expect("release");
     assert!(store
-        .try_lease(&c.user, c.version, "b", t + 30, t)
+        .try_lease(&c.key, c.version, "b", t + 30, t)
         .await
         .expect("lease"));
     // A lease that ran out can be taken over.
     assert!(store
-        .try_lease(&c.user, c.version, "c", t + 90, t + 31)
+        .try_lease(&c.key, c.version, "c", t + 90, t + 31)
         .await
         .expect("lease"));
 
@@ -301,35 +300,35 @@ async fn refresh_lease_is_exclusive_and_versioned(store: Arc<dyn Store>) {
         .await
         .expect("replace"));
     let read = store
-        .get_connection(&c.user, t)
+        .get_connection(&c.key, t)
         .await
         .expect("get")
         .expect("there");
     assert_eq!(read, renewed, "new tokens, new version, no lease");
     assert!(
         !store
-            .delete_connection_at(&c.user, c.version)
+            .delete_connection_at(&c.key, c.version)
             .await
             .expect("delete"),
         "old version"
     );
     assert!(store
-        .get_connection(&c.user, t)
+        .get_connection(&c.key, t)
         .await
         .expect("get")
         .is_some());
     assert!(store
-        .delete_connection_at(&c.user, renewed.version)
+        .delete_connection_at(&c.key, renewed.version)
         .await
         .expect("delete"));
     assert!(store
-        .get_connection(&c.user, t)
+        .get_connection(&c.key, t)
         .await
         .expect("get")
         .is_none());
     assert!(
         !store
-            .try_lease(&c.user, renewed.version, "d", t + 30, t)
+            .try_lease(&c.key, renewed.version, "d", t + 30, t)
             .await
             .expect("lease"),
         "no item"
@@ -379,19 +378,19 @@ async fn a_forgotten_connection_reads_as_gone_and_keeps_its_grant(store: Arc<dyn
     let c = connection("frank", Some(now() + 86_400));
     assert_eq!(store.put_connection(&c).await.expect("put"), None);
     assert!(!store
-        .forget_connection(&c.user, c.version + 1)
+        .forget_connection(&c.key, c.version + 1)
         .await
         .expect("forget"));
     assert!(store
-        .forget_connection(&c.user, c.version)
+        .forget_connection(&c.key, c.version)
         .await
         .expect("forget"));
     assert_eq!(
-        store.get_connection(&c.user, now()).await.expect("get"),
+        store.get_connection(&c.key, now()).await.expect("get"),
         None
     );
     let forgotten = store
-        .forgotten_connection(&c.user, now())
+        .forgotten_connection(&c.key, now())
         .await
         .expect("read")
         .expect("kept for its revocation");
@@ -399,7 +398,7 @@ async fn a_forgotten_connection_reads_as_gone_and_keeps_its_grant(store: Arc<dyn
     assert!(forgotten.version > c.version, "its version moved on");
     assert!(
         !store
-            .try_lease(&c.user, c.version, "late", now() + 30, now())
+            .try_lease(&c.key, c.version, "late", now() + 30, now())
             .await
             .expect("lease"),
         "a refresher of the old version cannot lease it"
@@ -421,13 +420,13 @@ async fn a_forgotten_connection_reads_as_gone_and_keeps_its_grant(store: Arc<dyn
     );
     assert_eq!(
         store
-            .forgotten_connection(&c.user, now())
+            .forgotten_connection(&c.key, now())
             .await
             .expect("read"),
         None
     );
     assert!(store
-        .delete_connection_at(&c.user, again.version)
+        .delete_connection_at(&c.key, again.version)
         .await
         .expect("delete"));
 }
@@ -444,19 +443,19 @@ async fn retried_token_writes_count_once(store: Arc<dyn Store>) {
     store.put_connection(&c).await.expect("put");
     let t = now();
     assert!(store
-        .try_lease(&c.user, c.version, "a", t + 30, t)
+        .try_lease(&c.key, c.version, "a", t + 30, t)
         .await
         .expect("lease"));
     assert!(
         store
-            .try_lease(&c.user, c.version, "a", t + 30, t)
+            .try_lease(&c.key, c.version, "a", t + 30, t)
             .await
             .expect("lease"),
         "the same lease sent again is still a's"
     );
     assert!(
         !store
-            .try_lease(&c.user, c.version, "b", t + 30, t)
+            .try_lease(&c.key, c.version, "b", t + 30, t)
             .await
             .expect("lease"),
         "and nobody else's"
@@ -485,43 +484,43 @@ async fn retried_token_writes_count_once(store: Arc<dyn Store>) {
         "another holder's write at that version: moved on"
     );
     assert_eq!(
-        store.get_connection(&c.user, t).await.expect("get"),
+        store.get_connection(&c.key, t).await.expect("get"),
         Some(renewed.clone())
     );
 
     assert!(store
-        .forget_connection(&c.user, renewed.version)
+        .forget_connection(&c.key, renewed.version)
         .await
         .expect("forget"));
     let forgotten = store
-        .forgotten_connection(&c.user, t)
+        .forgotten_connection(&c.key, t)
         .await
         .expect("read")
         .expect("kept for its revocation");
     assert!(
         !store
-            .forget_connection(&c.user, forgotten.version)
+            .forget_connection(&c.key, forgotten.version)
             .await
             .expect("forget"),
         "forgotten once"
     );
     assert!(
         !store
-            .try_lease(&c.user, renewed.version, "c", t + 30, t)
+            .try_lease(&c.key, renewed.version, "c", t + 30, t)
             .await
             .expect("lease"),
         "the version it was read at is gone"
     );
     assert!(!store
-        .delete_connection_at(&c.user, renewed.version)
+        .delete_connection_at(&c.key, renewed.version)
         .await
         .expect("delete"));
     assert!(store
-        .delete_connection_at(&c.user, forgotten.version)
+        .delete_connection_at(&c.key, forgotten.version)
         .await
         .expect("delete"));
     assert_eq!(
-        store.forgotten_connection(&c.user, t).await.expect("read"),
+        store.forgotten_connection(&c.key, t).await.expect("read"),
         None
     );
 }
@@ -533,7 +532,10 @@ async fn idempotency_claims_settle_and_release(store: Arc<dyn Store>) {
     let t = now();
     let claim = IdempotencyRecord {
         request_hash: "h1".into(),
-        outcome: IdempotentOutcome::InProgress { claim: "c1".into() },
+        outcome: IdempotentOutcome::InProgress {
+            claim: "c1".into(),
+            made: None,
+        },
         expires_at: t + 86_400,
     };
     assert_eq!(store.claim(&u, &key, &claim, t).await.expect("claim"), None);
@@ -560,6 +562,79 @@ async fn idempotency_claims_settle_and_release(store: Arc<dyn Store>) {
             .expect("claim"),
         None,
         "an expired record is free again, whenever TTL runs"
+    );
+}
+
+async fn connections_are_per_team_and_listed_in_one_read(store: Arc<dyn Store>) {
+    let t = now();
+    let mine = |team: &str, at: i64| Connection {
+        key: ConnectionKey::new(&user("kai"), team),
+        profile: ConnectionProfile {
+            connected_at: at,
+            ..connection("kai", None).profile
+        },
+        ..connection("kai", Some(t + 86_400))
+    };
+    let (first, second) = (mine("2", t - 10), mine("1", t));
+    let theirs = connection("lou", Some(t + 86_400));
+    for c in [&second, &first, &theirs] {
+        assert_eq!(store.put_connection(c).await.expect("put"), None);
+    }
+    let list = store.list_connections(&user("kai"), t).await.expect("list");
+    assert_eq!(
+        list.live,
+        vec![first.clone(), second.clone()],
+        "each team its own connection, oldest first, nobody else's"
+    );
+    assert_eq!(list.default_team, None);
+
+    assert!(store
+        .set_default_team(&user("kai"), Some("2"), true)
+        .await
+        .expect("default"));
+    assert!(
+        !store
+            .set_default_team(&user("kai"), Some("1"), true)
+            .await
+            .expect("default"),
+        "only where none is set yet"
+    );
+    assert!(store
+        .set_default_team(&user("kai"), Some("1"), false)
+        .await
+        .expect("default"));
+    assert!(store
+        .forget_connection(&first.key, first.version)
+        .await
+        .expect("forget"));
+    let list = store.list_connections(&user("kai"), t).await.expect("list");
+    assert_eq!(list.default_team.as_deref(), Some("1"));
+    assert_eq!(list.live, vec![second.clone()]);
+    assert_eq!(list.forgotten.len(), 1);
+    assert_eq!(list.forgotten[0].key, first.key);
+    assert_eq!(
+        store.get_connection(&second.key, t).await.expect("get"),
+        Some(second.clone()),
+        "forgetting one team leaves the other"
+    );
+    let lapsed = store
+        .list_connections(&user("kai"), t + 86_400)
+        .await
+        .expect("list");
+    assert!(lapsed.live.is_empty() && lapsed.forgotten.is_empty());
+    store
+        .set_default_team(&user("kai"), None, false)
+        .await
+        .expect("default");
+    let list = store.list_connections(&user("kai"), t).await.expect("list");
+    assert_eq!(list.default_team, None);
+    assert_eq!(
+        store
+            .list_connections(&user("lou"), t)
+            .await
+            .expect("list")
+            .live,
+        vec![theirs]
     );
 }
 
@@ -607,6 +682,10 @@ macro_rules! contract {
             #[tokio::test]
             async fn idempotency_claims_settle_and_release() {
                 super::idempotency_claims_settle_and_release($make.await).await
+            }
+            #[tokio::test]
+            async fn connections_are_per_team_and_listed_in_one_read() {
+                super::connections_are_per_team_and_listed_in_one_read($make.await).await
             }
             #[tokio::test]
             async fn connection_round_trips_and_deletes_idempotently() {

@@ -193,11 +193,24 @@ impl TestApp {
         env
     }
 
+    /// The user's connection in the emulator's first team (where a consent
+    /// lands unless the test picks another).
     pub async fn connection(&self, user: &str) -> Option<miro_connect::domain::Connection> {
+        self.connection_in(user, miro_emulator::TEAM_ID).await
+    }
+
+    pub async fn connection_in(
+        &self,
+        user: &str,
+        team: &str,
+    ) -> Option<miro_connect::domain::Connection> {
         use miro_connect::store::ConnectionStore;
         let user = miro_connect::identity::AppUser::parse(user).expect("user");
         self.store
-            .get_connection(&user, self.clock.now())
+            .get_connection(
+                &miro_connect::domain::ConnectionKey::new(&user, team),
+                self.clock.now(),
+            )
             .await
             .expect("read connection")
     }
@@ -211,8 +224,12 @@ impl TestApp {
 
     /// Makes the stored access token past its expiry by our clock only.
     pub async fn make_refresh_due(&self, user: &str) {
+        self.make_refresh_due_in(user, miro_emulator::TEAM_ID).await
+    }
+
+    pub async fn make_refresh_due_in(&self, user: &str, team: &str) {
         use miro_connect::store::ConnectionStore;
-        let mut c = self.connection(user).await.expect("connected");
+        let mut c = self.connection_in(user, team).await.expect("connected");
         c.access_expires_at = Some(self.clock.now() - 1);
         self.store
             .put_connection(&c)
@@ -222,16 +239,16 @@ impl TestApp {
 
     /// Items a flow leaves behind: pending authorizations, completions,
     /// connections, idempotency records. The per-user count of live flows
-    /// (`FLOWS#`) is bookkeeping that expires with them, so it is not counted.
+    /// (`FLOWS#`) is bookkeeping that expires with them, and the user's
+    /// default team a choice beside their connections: neither is counted.
     pub async fn items(&self) -> usize {
         scan(&self.dynamo, &self.table)
             .await
             .iter()
             .filter(|item| {
-                !item
-                    .get("pk")
-                    .and_then(|v| v.as_s().ok())
-                    .is_some_and(|pk| pk.starts_with("FLOWS#"))
+                let attr = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+                !attr("pk").is_some_and(|pk| pk.starts_with("FLOWS#"))
+                    && attr("sk").map(String::as_str) != Some("DEFAULT")
             })
             .count()
     }
@@ -412,16 +429,30 @@ pub async fn consent_with(authorize_url: &str, form: &[(&str, &str)]) -> String 
     location.query().unwrap_or_default().to_string()
 }
 
-/// The routes of every HTTP function, as API Gateway maps them.
+/// The routes of every HTTP function, as API Gateway maps them (with the
+/// path's parameters). A method the path does not take still reaches its
+/// function, which must refuse it.
 pub async fn route(service: &Service, req: Request) -> Response<Body> {
-    let result = match req.uri().path() {
-        "/miro/authorizations" => auth_start::handle(service, req).await,
-        "/miro/callback" | "/miro/authorizations/complete" => {
-            auth_callback::handle(service, req).await
-        }
-        "/boards" => create_board::handle(service, req).await,
-        "/miro/connection" => connection::handle(service, req).await,
-        other => panic!("no route {other}"),
+    use miro_connect::routes::ROUTES;
+    let path = req.uri().path().to_string();
+    let matched = ROUTES
+        .iter()
+        .filter_map(|r| r.matches(&path).map(|params| (r, params)))
+        .min_by_key(|(r, _)| r.method != req.method().as_str());
+    let Some((route, params)) = matched else {
+        panic!("no route {path}");
+    };
+    let params: HashMap<String, String> = params
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let req = req.with_path_parameters(params);
+    let result = match route.function {
+        "auth-start" => auth_start::handle(service, req).await,
+        "auth-callback" => auth_callback::handle(service, req).await,
+        "create-board" => create_board::handle(service, req).await,
+        "connection" => connection::handle(service, req).await,
+        other => panic!("no function {other}"),
     };
     result.expect("handlers answer every request")
 }

@@ -491,15 +491,23 @@ fn every_role_reaches_only_the_item_kinds_it_uses() {
                 "{name} updates counters or leases"
             );
         }
+        // A user's connections are listed with a Query of their partition
+        // (CONN#<user>), which LeadingKeys bounds as it bounds single items.
+        assert_eq!(
+            actions.iter().any(|a| a == "dynamodb:Query"),
+            kinds.contains(&"CONN#"),
+            "{name} queries exactly when it reads connections"
+        );
         assert!(
             actions.iter().all(|a| [
                 "dynamodb:GetItem",
+                "dynamodb:Query",
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",
                 "dynamodb:DeleteItem"
             ]
             .contains(&a.as_str())),
-            "{name}: single-item actions only (LeadingKeys bounds them): {actions:?}"
+            "{name}: single-item and one-partition actions only (LeadingKeys bounds them): {actions:?}"
         );
     }
     let all: BTreeSet<&str> = ITEM_KINDS.iter().map(|(b, _)| *b).collect();

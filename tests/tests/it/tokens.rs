@@ -3,6 +3,7 @@
 
 use crate::support::{scan, TestApp};
 use lambda_http::http::{Method, StatusCode};
+use miro_connect::domain::ConnectionKey;
 use miro_connect::identity::AppUser;
 use miro_connect::service::tokens::LEASE_SECONDS;
 use miro_connect::store::ConnectionStore;
@@ -155,12 +156,12 @@ async fn no_token_in_clear_and_a_sealed_value_only_opens_in_its_item() {
     let key = |u: &str| aws_sdk_dynamodb::types::AttributeValue::S(format!("CONN#{u}"));
     let una = items
         .iter()
-        .find(|i| i.get("pk") == Some(&key("una")))
+        .find(|i| i.get("pk") == Some(&key("una")) && i.contains_key("access_token_sealed"))
         .expect("una's item")
         .clone();
     let mut victor = items
         .iter()
-        .find(|i| i.get("pk") == Some(&key("victor")))
+        .find(|i| i.get("pk") == Some(&key("victor")) && i.contains_key("access_token_sealed"))
         .expect("victor's item")
         .clone();
     victor.insert(
@@ -176,7 +177,13 @@ async fn no_token_in_clear_and_a_sealed_value_only_opens_in_its_item() {
         .expect("put");
     let read = app
         .store
-        .get_connection(&AppUser::parse("victor").expect("user"), 0)
+        .get_connection(
+            &ConnectionKey::new(
+                &AppUser::parse("victor").expect("user"),
+                miro_emulator::TEAM_ID,
+            ),
+            0,
+        )
         .await;
     // A value sealed for another item does not open here: the connection
     // reads as not connected (with a warning), never as another user's.
@@ -234,9 +241,9 @@ async fn a_dead_grant_asks_for_consent_again() {
             "the dead connection is removed"
         );
         let status = app
-            .call(Method::GET, "/miro/connection", Some("yan"), None)
+            .call(Method::GET, "/miro/connections", Some("yan"), None)
             .await;
-        assert_eq!(status.json()["connected"], false);
+        assert_eq!(status.json()["connections"], serde_json::json!([]));
     }
 }
 
@@ -271,7 +278,7 @@ async fn disconnect_revokes_at_miro_and_forgets() {
     assert!(app.emulator.access_token_works(token.expose()));
 
     let gone = app
-        .call(Method::DELETE, "/miro/connection", Some("amy"), None)
+        .call(Method::DELETE, "/miro/connections", Some("amy"), None)
         .await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT);
     assert!(
@@ -280,7 +287,7 @@ async fn disconnect_revokes_at_miro_and_forgets() {
     );
     assert!(app.connection("amy").await.is_none());
     let again = app
-        .call(Method::DELETE, "/miro/connection", Some("amy"), None)
+        .call(Method::DELETE, "/miro/connections", Some("amy"), None)
         .await;
     assert_eq!(again.status, StatusCode::NO_CONTENT, "idempotent");
     app.create_board("amy", "{}")
@@ -292,18 +299,19 @@ async fn disconnect_revokes_at_miro_and_forgets() {
 async fn status_shows_the_connection_and_never_a_token() {
     let app = TestApp::new().await;
     let none = app
-        .call(Method::GET, "/miro/connection", Some("ben"), None)
+        .call(Method::GET, "/miro/connections", Some("ben"), None)
         .await;
     assert_eq!(none.status, StatusCode::OK);
-    assert_eq!(none.json(), serde_json::json!({ "connected": false }));
+    assert_eq!(none.json(), serde_json::json!({ "connections": [] }));
 
     app.connect("ben").await;
     let status = app
-        .call(Method::GET, "/miro/connection", Some("ben"), None)
+        .call(Method::GET, "/miro/connections", Some("ben"), None)
         .await;
-    let body = status.json();
-    assert_eq!(body["connected"], true);
+    let body = &status.json()["connections"][0];
     assert_eq!(body["team_id"], miro_emulator::TEAM_ID);
+    assert_eq!(body["team_name"], miro_emulator::TEAM_NAME);
+    assert_eq!(body["default"], true, "the first connection is the default");
     assert_eq!(body["miro_user_id"], miro_emulator::MIRO_USER_ID);
     assert!(body["scopes"].as_array().is_some_and(|s| !s.is_empty()));
     assert!(body["expires_at"].as_str().is_some());

@@ -77,11 +77,11 @@ async fn a_transient_token_answer_on_refresh_keeps_the_connection() {
             assert!(wait >= 1 && wait <= s as u64 + 1, "until the reset: {wait}");
         }
         let status = app
-            .call(Method::GET, "/miro/connection", Some("tia"), None)
+            .call(Method::GET, "/miro/connections", Some("tia"), None)
             .await;
         assert_eq!(
-            status.json()["connected"],
-            true,
+            status.json()["connections"][0]["team_id"],
+            miro_emulator::TEAM_ID,
             "{fault:?} disconnected the user"
         );
         // The lease was released and the tokens kept: once Miro answers, the
@@ -194,7 +194,7 @@ async fn versions_never_repeat_across_a_disconnect_and_a_reconnect() {
         let c = app.connection("xena").await.expect("connected");
         assert!(seen.insert(c.version), "version {} came back", c.version);
         let gone = app
-            .call(Method::DELETE, "/miro/connection", Some("xena"), None)
+            .call(Method::DELETE, "/miro/connections", Some("xena"), None)
             .await;
         assert_eq!(gone.status, StatusCode::NO_CONTENT);
     }
@@ -361,13 +361,13 @@ async fn disconnect_works_while_miro_is_down_and_revokes_later() {
     app.emulator.set_token_fault(Some(TokenFault::Status(503)));
     app.emulator.fail_revoke(Some(503));
     let gone = app
-        .call(Method::DELETE, "/miro/connection", Some("hal"), None)
+        .call(Method::DELETE, "/miro/connections", Some("hal"), None)
         .await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT, "{}", gone.body);
     let status = app
-        .call(Method::GET, "/miro/connection", Some("hal"), None)
+        .call(Method::GET, "/miro/connections", Some("hal"), None)
         .await;
-    assert_eq!(status.json()["connected"], false);
+    assert_eq!(status.json()["connections"], serde_json::json!([]));
     app.create_board("hal", "{}")
         .await
         .assert_client_error(401, "miro_authorization_required");
@@ -377,7 +377,7 @@ async fn disconnect_works_while_miro_is_down_and_revokes_later() {
     app.emulator.set_token_fault(None);
     app.emulator.fail_revoke(None);
     let again = app
-        .call(Method::DELETE, "/miro/connection", Some("hal"), None)
+        .call(Method::DELETE, "/miro/connections", Some("hal"), None)
         .await;
     assert_eq!(again.status, StatusCode::NO_CONTENT);
     assert_eq!(app.emulator.live_grants(), 0, "the grant is dead at Miro");
@@ -389,7 +389,7 @@ async fn a_reconnect_revokes_a_grant_whose_revocation_was_pending() {
     app.connect("ida").await;
     app.emulator.fail_revoke(Some(502));
     let gone = app
-        .call(Method::DELETE, "/miro/connection", Some("ida"), None)
+        .call(Method::DELETE, "/miro/connections", Some("ida"), None)
         .await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT);
     app.emulator.fail_revoke(None);
@@ -414,14 +414,14 @@ async fn a_connection_whose_key_left_the_ring_reads_as_disconnected() {
     );
     let req = crate::support::request(
         Method::GET,
-        "/miro/connection",
+        "/miro/connections",
         Some("jo"),
         None,
         "application/json",
     );
     let status: crate::support::Reply = crate::support::route(&rotated, req).await.into();
     assert_eq!(status.status, StatusCode::OK, "{}", status.body);
-    assert_eq!(status.json()["connected"], false);
+    assert_eq!(status.json()["connections"], serde_json::json!([]));
     let req = crate::support::request(
         Method::POST,
         "/boards",

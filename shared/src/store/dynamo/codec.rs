@@ -2,15 +2,19 @@
 //! fields as JSON in `data`, tokens and codes sealed into attributes of their
 //! own with the item's key as associated data. No I/O here.
 
-use crate::domain::{Connection, ConnectionProfile};
-use crate::identity::AppUser;
+use crate::domain::{Connection, ConnectionKey, ConnectionProfile};
 use crate::seal::Sealer;
-use crate::store::{connection_key, is_live, IdempotencyRecord, StoreError, Taken};
+use crate::store::{connections_key, is_live, team_key, IdempotencyRecord, StoreError, Taken};
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 pub const PK: &str = "pk";
+/// The sort key: a connection's team within its user's partition, the
+/// default choice beside them, [`SINGLE`] for every other item.
+pub const SK: &str = "sk";
+pub(super) const SINGLE: &str = "-";
+pub(super) const DEFAULT_TEAM: &str = "DEFAULT";
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 pub(super) const DATA: &str = "data";
 pub(super) const KIND: &str = "kind";
@@ -30,6 +34,24 @@ pub(super) const WRITTEN_BY: &str = "written_by";
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
+/// An item's primary key.
+pub(super) fn key_of(pk: &str, sk: &str) -> Item {
+    HashMap::from([
+        (PK.to_string(), AttributeValue::S(pk.to_string())),
+        (SK.to_string(), AttributeValue::S(sk.to_string())),
+    ])
+}
+
+pub(super) fn connection_key_of(key: &ConnectionKey) -> Item {
+    key_of(&connections_key(&key.user), &team_key(&key.team_id))
+}
+
+/// What a connection's tokens are sealed to: its whole key, so that a
+/// sealed token copied to another user's or team's item does not open.
+fn sealing_context(key: &ConnectionKey) -> String {
+    format!("{}#{}", connections_key(&key.user), team_key(&key.team_id))
+}
+
 /// Seals and opens; `None` in a function that never reads or writes a
 /// secret (auth-start).
 #[derive(Clone)]
@@ -40,12 +62,16 @@ pub(super) struct Codec {
 impl Codec {
     /// A connection as stored: profile as JSON, tokens sealed, no lease.
     pub(super) fn connection_item(&self, connection: &Connection) -> Result<Item, StoreError> {
-        let key = connection_key(&connection.user);
+        let key = sealing_context(&connection.key);
         let mut item = base_item(
-            &key,
+            &connections_key(&connection.key.user),
             "connection",
             to_json(&connection.profile)?,
             connection.refresh_expires_at,
+        );
+        item.insert(
+            SK.into(),
+            AttributeValue::S(team_key(&connection.key.team_id)),
         );
         item.insert(
             ACCESS_TOKEN.into(),
@@ -66,17 +92,17 @@ impl Codec {
     /// connects again, rather than meeting a 503 forever.
     pub(super) fn live_connection(
         &self,
-        user: &AppUser,
+        key: &ConnectionKey,
         item: &Item,
         now: i64,
     ) -> Result<Option<Connection>, StoreError> {
         if !is_live(number(item, TTL_ATTRIBUTE)?, now) {
             return Ok(None);
         }
-        match self.connection_from(user, item) {
+        match self.connection_from(key, item) {
             Ok(c) => Ok(Some(c)),
             Err(StoreError::Corrupt(reason)) => {
-                tracing::warn!(user = %user, %reason, "stored connection does not open; treated as disconnected");
+                tracing::warn!(user = %key.user, team = %key.team_id, %reason, "stored connection does not open; treated as disconnected");
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -85,18 +111,19 @@ impl Codec {
 
     pub(super) fn connection_from(
         &self,
-        user: &AppUser,
+        key: &ConnectionKey,
         item: &Item,
     ) -> Result<Connection, StoreError> {
-        let key = connection_key(user);
+        let context = sealing_context(key);
+        let key = key.clone();
         let refresh_token = match item.contains_key(REFRESH_TOKEN) {
-            true => Some(self.open(item, &key, REFRESH_TOKEN)?),
+            true => Some(self.open(item, &context, REFRESH_TOKEN)?),
             false => None,
         };
         Ok(Connection {
-            user: user.clone(),
+            key,
             profile: json::<ConnectionProfile>(item)?,
-            access_token: self.open(item, &key, ACCESS_TOKEN)?,
+            access_token: self.open(item, &context, ACCESS_TOKEN)?,
             refresh_token,
             access_expires_at: number(item, ACCESS_EXPIRES_AT)?,
             refresh_expires_at: number(item, TTL_ATTRIBUTE)?,
@@ -152,6 +179,12 @@ impl Codec {
     }
 }
 
+/// The default-choice item's data.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct DefaultTeam {
+    pub(super) team_id: String,
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(super) struct IdempotencyData {
     pub(super) request_hash: String,
@@ -198,12 +231,21 @@ pub(super) fn base_item(
 ) -> Item {
     let mut item = Item::new();
     item.insert(PK.into(), AttributeValue::S(key.to_string()));
+    item.insert(SK.into(), AttributeValue::S(SINGLE.into()));
     item.insert(KIND.into(), AttributeValue::S(kind.into()));
     item.insert(DATA.into(), data);
     if let Some(t) = expires_at {
         item.insert(TTL_ATTRIBUTE.into(), n(t));
     }
     item
+}
+
+/// The team a connection item in a user's partition is for, from its sort key.
+pub(super) fn team_of(item: &Item) -> Option<&str> {
+    match item.get(SK) {
+        Some(AttributeValue::S(sk)) => sk.strip_prefix("TEAM#"),
+        _ => None,
+    }
 }
 
 pub(super) fn expires_at_of(item: &Item) -> Result<Option<i64>, StoreError> {

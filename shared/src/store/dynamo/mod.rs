@@ -1,4 +1,6 @@
-//! DynamoDB adapter: one table, partition key `pk`, TTL attribute `expires_at`.
+//! DynamoDB adapter: one table, partition key `pk`, sort key `sk`, TTL
+//! attribute `expires_at`. A user's connections share one partition, so that
+//! listing them is one Query.
 //! The calls and their conditions are here; what an item holds is [`codec`]'s.
 //!
 //! The connection item's condition expressions implement the predicates of
@@ -10,13 +12,15 @@
 mod codec;
 
 use codec::*;
-pub use codec::{PK, TTL_ATTRIBUTE};
+pub use codec::{PK, SK, TTL_ATTRIBUTE};
 
 use super::{
-    completion_key, connection_key, flows_key, idempotency_key, pending_key, AuthorizationStore,
-    ConnectionStore, IdempotencyRecord, IdempotencyStore, StoreError, Taken,
+    completion_key, connections_key, flows_key, idempotency_key, pending_key, AuthorizationStore,
+    ConnectionList, ConnectionStore, IdempotencyRecord, IdempotencyStore, StoreError, Taken,
 };
-use crate::domain::{AuthorizationRequest, Completion, Connection, PendingAuthorization};
+use crate::domain::{
+    AuthorizationRequest, Completion, Connection, ConnectionKey, PendingAuthorization,
+};
 use crate::identity::AppUser;
 use crate::seal::Sealer;
 use async_trait::async_trait;
@@ -62,20 +66,30 @@ impl DynamoStore {
             .create_table()
             .table_name(table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(PK)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
+            .set_attribute_definitions(Some(
+                [PK, SK]
+                    .into_iter()
+                    .map(|name| {
+                        AttributeDefinition::builder()
+                            .attribute_name(name)
+                            .attribute_type(ScalarAttributeType::S)
+                            .build()
+                    })
+                    .collect::<Result<_, _>>()
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(PK)
-                    .key_type(KeyType::Hash)
-                    .build()
+            ))
+            .set_key_schema(Some(
+                [(PK, KeyType::Hash), (SK, KeyType::Range)]
+                    .into_iter()
+                    .map(|(name, kind)| {
+                        KeySchemaElement::builder()
+                            .attribute_name(name)
+                            .key_type(kind)
+                            .build()
+                    })
+                    .collect::<Result<_, _>>()
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?,
-            )
+            ))
             .send()
             .await;
         match created {
@@ -99,12 +113,12 @@ impl DynamoStore {
         Ok(())
     }
 
-    async fn connection_item_of(&self, user: &AppUser) -> Result<Option<Item>, StoreError> {
+    async fn connection_item_of(&self, key: &ConnectionKey) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key(PK, AttributeValue::S(connection_key(user)))
+            .set_key(Some(connection_key_of(key)))
             .consistent_read(true)
             .send()
             .await
@@ -135,7 +149,7 @@ impl DynamoStore {
             .client
             .delete_item()
             .table_name(&self.table)
-            .key(PK, AttributeValue::S(key.to_string()))
+            .set_key(Some(key_of(key, SINGLE)))
             .condition_expression("attribute_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .return_values(ReturnValue::AllOld)
@@ -148,6 +162,9 @@ impl DynamoStore {
         }
     }
 }
+
+/// Pages of one user's partition read at most (a page is up to 1 MB).
+const MAX_LIST_PAGES: usize = 10;
 
 fn unavailable<E, R>(e: SdkError<E, R>) -> StoreError
 where
@@ -246,7 +263,7 @@ impl AuthorizationStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(PK, AttributeValue::S(key))
+            .set_key(Some(key_of(&key, SINGLE)))
             .update_expression("SET #count = #count + :one, #exp = :exp")
             .condition_expression("#exp > :now AND #count < :max")
             .expression_attribute_names("#count", FLOW_COUNT)
@@ -335,18 +352,64 @@ impl AuthorizationStore for DynamoStore {
 
 #[async_trait]
 impl ConnectionStore for DynamoStore {
-    async fn get_connection(
+    async fn list_connections(
         &self,
         user: &AppUser,
         now: i64,
+    ) -> Result<ConnectionList, StoreError> {
+        let mut list = ConnectionList::default();
+        let mut start: Option<Item> = None;
+        // A user's partition holds a handful of teams; the bound only keeps
+        // a corrupt table from looping us.
+        for _ in 0..MAX_LIST_PAGES {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":pk", AttributeValue::S(connections_key(user)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in out.items() {
+                if let Some(team) = team_of(item) {
+                    let key = ConnectionKey::new(user, team);
+                    if let Some(c) = self.codec.live_connection(&key, item, now)? {
+                        match item.contains_key(FORGOTTEN) {
+                            true => list.forgotten.push(c),
+                            false => list.live.push(c),
+                        }
+                    }
+                } else if item.get(SK) == Some(&AttributeValue::S(DEFAULT_TEAM.into())) {
+                    list.default_team = Some(json::<DefaultTeam>(item)?.team_id);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(last) if !last.is_empty() => start = Some(last),
+                _ => break,
+            }
+        }
+        list.live.sort_by(|a, b| {
+            (a.profile.connected_at, &a.key.team_id).cmp(&(b.profile.connected_at, &b.key.team_id))
+        });
+        Ok(list)
+    }
+
+    async fn get_connection(
+        &self,
+        key: &ConnectionKey,
+        now: i64,
     ) -> Result<Option<Connection>, StoreError> {
-        let Some(item) = self.connection_item_of(user).await? else {
+        let Some(item) = self.connection_item_of(key).await? else {
             return Ok(None);
         };
         if item.contains_key(FORGOTTEN) {
             return Ok(None);
         }
-        self.codec.live_connection(user, &item, now)
+        self.codec.live_connection(key, &item, now)
     }
 
     async fn put_connection(
@@ -368,16 +431,20 @@ impl ConnectionStore for DynamoStore {
         // lost) replaced nothing: its grant must not be revoked.
         Ok(out
             .attributes
-            .and_then(|old| self.codec.connection_from(&connection.user, &old).ok())
+            .and_then(|old| self.codec.connection_from(&connection.key, &old).ok())
             .filter(|old| old.version != connection.version))
     }
 
-    async fn forget_connection(&self, user: &AppUser, version: u64) -> Result<bool, StoreError> {
+    async fn forget_connection(
+        &self,
+        key: &ConnectionKey,
+        version: u64,
+    ) -> Result<bool, StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key(PK, AttributeValue::S(connection_key(user)))
+            .set_key(Some(connection_key_of(key)))
             // token_protocol::forget_allowed, and its effect ItemState::forgotten.
             .update_expression("SET #f = :yes, #v = #v + :one REMOVE #lu, #lh")
             .condition_expression("#v = :v AND attribute_not_exists(#f)")
@@ -395,22 +462,22 @@ impl ConnectionStore for DynamoStore {
 
     async fn forgotten_connection(
         &self,
-        user: &AppUser,
+        key: &ConnectionKey,
         now: i64,
     ) -> Result<Option<Connection>, StoreError> {
-        match self.connection_item_of(user).await? {
+        match self.connection_item_of(key).await? {
             Some(item) if item.contains_key(FORGOTTEN) => {
-                self.codec.live_connection(user, &item, now)
+                self.codec.live_connection(key, &item, now)
             }
             _ => Ok(None),
         }
     }
 
-    async fn delete_connection(&self, user: &AppUser) -> Result<(), StoreError> {
+    async fn delete_connection(&self, key: &ConnectionKey) -> Result<(), StoreError> {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .key(PK, AttributeValue::S(connection_key(user)))
+            .set_key(Some(connection_key_of(key)))
             .send()
             .await
             .map_err(unavailable)?;
@@ -419,7 +486,7 @@ impl ConnectionStore for DynamoStore {
 
     async fn try_lease(
         &self,
-        user: &AppUser,
+        key: &ConnectionKey,
         version: u64,
         holder: &str,
         until: i64,
@@ -429,7 +496,7 @@ impl ConnectionStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(PK, AttributeValue::S(connection_key(user)))
+            .set_key(Some(connection_key_of(key)))
             .update_expression("SET #lu = :until, #lh = :holder")
             // token_protocol::lease_allowed, clause by clause (LeaseClauses):
             // at_version AND (no_lease OR lease_ran_out OR held_by_caller);
@@ -449,12 +516,12 @@ impl ConnectionStore for DynamoStore {
         conditional(result)
     }
 
-    async fn release_lease(&self, user: &AppUser, holder: &str) -> Result<(), StoreError> {
+    async fn release_lease(&self, key: &ConnectionKey, holder: &str) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key(PK, AttributeValue::S(connection_key(user)))
+            .set_key(Some(connection_key_of(key)))
             // token_protocol::release_allowed, and its effect ItemState::released.
             .update_expression("REMOVE #lu, #lh")
             .condition_expression("#lh = :holder")
@@ -493,12 +560,16 @@ impl ConnectionStore for DynamoStore {
         conditional(result)
     }
 
-    async fn delete_connection_at(&self, user: &AppUser, version: u64) -> Result<bool, StoreError> {
+    async fn delete_connection_at(
+        &self,
+        key: &ConnectionKey,
+        version: u64,
+    ) -> Result<bool, StoreError> {
         let result = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .key(PK, AttributeValue::S(connection_key(user)))
+            .set_key(Some(connection_key_of(key)))
             // token_protocol::delete_at_allowed.
             .condition_expression("#v = :v")
             .expression_attribute_names("#v", VERSION)
@@ -506,6 +577,46 @@ impl ConnectionStore for DynamoStore {
             .send()
             .await;
         conditional(result)
+    }
+
+    async fn set_default_team(
+        &self,
+        user: &AppUser,
+        team_id: Option<&str>,
+        only_if_unset: bool,
+    ) -> Result<bool, StoreError> {
+        let key = connections_key(user);
+        let Some(team_id) = team_id else {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key_of(&key, DEFAULT_TEAM)))
+                .send()
+                .await
+                .map_err(unavailable)?;
+            return Ok(true);
+        };
+        let mut item = base_item(
+            &key,
+            "default",
+            to_json(&DefaultTeam {
+                team_id: team_id.to_string(),
+            })?,
+            None,
+        );
+        item.insert(SK.into(), AttributeValue::S(DEFAULT_TEAM.into()));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        let put = match only_if_unset {
+            true => put
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK),
+            false => put,
+        };
+        conditional(put.send().await)
     }
 }
 
@@ -567,7 +678,7 @@ impl IdempotencyStore for DynamoStore {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .key(PK, AttributeValue::S(idempotency_key(user, key)))
+            .set_key(Some(key_of(&idempotency_key(user, key), SINGLE)))
             .send()
             .await
             .map_err(unavailable)?;
