@@ -46,6 +46,7 @@ export const MESSAGES = Object.freeze({
   malformed_json: 'The request was not understood (malformed JSON).',
   invalid_body: 'The request was not understood (invalid body).',
   invalid_board: 'Miro would not accept this board. Please check its name and settings.',
+  template_not_found: 'That template board does not exist, or you cannot see it in Miro.',
   invalid_parameter: 'A setting of this request is not valid.',
   return_to_not_allowed: 'This page is not allowed to receive the Miro connection.',
   idempotency_key_reused: 'This request was already made with different details.',
@@ -139,6 +140,7 @@ export function hasMiroResult(location = globalThis.location) {
  * @typedef {object} Completed
  * @property {Connection} connection the user's connection, now made
  * @property {Board | null} board the board the flow was started for, if any
+ * @property {{ invited: string[], failed: { email: string, reason: string }[] } | null} invitations what became of its invitations, if it asked for members
  * @property {MiroConnectError | null} boardError why that board could not be created, if it could not
  */
 
@@ -214,6 +216,7 @@ export function createClient({
     return {
       connection: res.body.connection,
       board: res.body.board || null,
+      invitations: res.body.invitations || null,
       boardError: boardError
         ? new MiroConnectError(String(boardError.error || 'unexpected_response'), {
           detail: typeof boardError.message === 'string' ? boardError.message : undefined,
@@ -295,17 +298,21 @@ export function createClient({
      * the service keeps the board as the flow's intent: this keeps the flow
      * secret, navigates to Miro's consent page and resolves to `null`; the
      * board then comes back from {@link Client.completeFromLocation}.
-     * @param {{ name?: string, description?: string, team_id?: string, project_id?: string, policy?: object }} [board]
-     * @param {{ idempotencyKey?: string }} [options] `idempotencyKey`: sent as
-     *   `Idempotency-Key`, so that a repeat creates no second board
-     * @returns {Promise<Board | null>} the board, or `null` when off to Miro
+     * @param {{ name?: string, description?: string, team_id?: string, project_id?: string, policy?: object,
+     *   template_board_id?: string, members?: { email: string, role: string }[], invitation_message?: string }} [board]
+     * @param {{ idempotencyKey?: string, details?: boolean }} [options] `idempotencyKey`: sent as
+     *   `Idempotency-Key`, so that a repeat creates no second board (and a
+     *   retry finishes invitations a failure left undone); `details`: resolve
+     *   to the whole answer, `{board, invitations}`, rather than the board
+     * @returns {Promise<Board | { board: Board, invitations?: { invited: string[], failed: { email: string, reason: string }[] } } | null>}
+     *   the board, or `null` when off to Miro
      * @throws {MiroConnectError}
      */
-    async createBoard(board = {}, { idempotencyKey } = {}) {
+    async createBoard(board = {}, { idempotencyKey, details = false } = {}) {
       const headers = {};
       if (idempotencyKey !== undefined) headers['Idempotency-Key'] = String(idempotencyKey);
       const res = await call('POST', '/boards', { body: board, headers });
-      if (res.status === 201 && res.body && res.body.board) return res.body.board;
+      if (res.status === 201 && res.body && res.body.board) return details ? res.body : res.body.board;
       if (res.status === 401 && res.body && res.body.error === 'miro_authorization_required'
           && typeof res.body.authorize_url === 'string') {
         goToMiro(res.body);

@@ -177,6 +177,11 @@ impl Emulator {
             .extend(faults.iter().copied());
     }
 
+    /// Drops the member-invitation faults still queued.
+    pub fn clear_member_faults(&self) {
+        self.shared.world().faults.members.clear();
+    }
+
     /// From now on, invitations to these addresses (any case) fail at Miro:
     /// they come back in the 201's `failed` list, `INVITATION_FAILED`.
     /// Adds to the earlier ones; addresses at

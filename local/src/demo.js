@@ -158,17 +158,49 @@ async function disconnect(teamId) {
   });
 }
 
+// "ann@example.com:editor, bo@example.com" → [{email, role}], commenter by default.
+function parseMembers(text) {
+  return text.split(',').map((s) => s.trim()).filter(Boolean).map((entry) => {
+    const [email, role] = entry.split(':').map((s) => s.trim());
+    return { email, role: role || 'commenter' };
+  });
+}
+
+function invitationSummary(invitations) {
+  if (!invitations) return '';
+  const failed = invitations.failed.map((f) => f.email + ' (' + f.reason + ')');
+  return ' Invited ' + invitations.invited.length + (failed.length ? '; not invited: ' + failed.join(', ') : '') + '.';
+}
+
 async function createBoard() {
   await busy('Creating board…', async () => {
     const request = { name: $('board-name').value };
     const team = $('board-team').value.trim();
     if (team) request.team_id = team;
-    const board = await miro.createBoard(request);
-    if (board === null) return; // on the way to Miro's consent page
-    showBoard(board);
+    const template = $('board-template').value;
+    if (template) request.template_board_id = template;
+    const members = parseMembers($('board-members').value);
+    if (members.length) request.members = members;
+    const created = await miro.createBoard(request, { details: true });
+    if (created === null) return; // on the way to Miro's consent page
+    showBoard(created.board);
     await refreshConnection();
-    say('Board "' + board.name + '" created.', 'ok');
+    say('Board "' + created.board.name + '" created.' + invitationSummary(created.invitations), 'ok');
   });
+}
+
+async function loadTemplates() {
+  try {
+    const res = await fetch('/demo/templates');
+    if (!res.ok) return; // real Miro: no demo templates
+    for (const t of await res.json()) {
+      const option = document.createElement('option');
+      option.value = t.id;
+      option.textContent = t.name + ' (team ' + t.team_id + ')';
+      option.dataset.team = t.team_id;
+      $('board-template').append(option);
+    }
+  } catch (_) { /* the demo works without them */ }
 }
 
 // Back from Miro: finish the authorization (and the board it was started for).
@@ -190,7 +222,7 @@ async function finishFromRedirect() {
       return;
     }
     await refreshConnection();
-    if (done.board) { showBoard(done.board); return; }
+    if (done.board) { showBoard(done.board); say('Board "' + done.board.name + '" created.' + invitationSummary(done.invitations), 'ok'); return; }
     if (done.boardError) { say('Connected, but the board failed: ' + explain(done.boardError), 'error'); return; }
     say('Miro connected.', 'ok');
   });
@@ -203,4 +235,5 @@ $('disconnect').addEventListener('click', () => disconnect());
 $('connect').addEventListener('click', connect);
 $('create-board').addEventListener('click', createBoard);
 render();
+loadTemplates();
 finishFromRedirect().then((handled) => (handled ? undefined : refreshConnection()));

@@ -73,7 +73,26 @@ async fn main() -> Result<(), Failure> {
         settings.insert("MIRO_CLIENT_SECRET".into(), config.client_secret.clone());
         settings.insert("MIRO_AUTH_BASE_URL".into(), base.clone());
         settings.insert("MIRO_API_BASE_URL".into(), base.clone());
-        Some(Emulator::router(config, base))
+        let (emulator, routes) = Emulator::router(config, base);
+        // Template boards the demo can copy, one in each of two teams.
+        let templates: Vec<serde_json::Value> = [
+            (miro_emulator::TEAM_ID, "Retrospective template", "retro"),
+            (
+                miro_emulator::SECOND_TEAM_ID,
+                "Sprint planning template",
+                "planning",
+            ),
+        ]
+        .into_iter()
+        .map(|(team, name, content)| {
+            serde_json::json!({
+                "id": emulator.add_template(team, name, content),
+                "name": name,
+                "team_id": team,
+            })
+        })
+        .collect();
+        Some((emulator, routes, templates))
     };
     let config = Config::from_lookup(|k| env(k).or_else(|| settings.get(k).cloned()))?;
 
@@ -100,8 +119,11 @@ async fn main() -> Result<(), Failure> {
         }
     };
     let mut router = Gateway::new(backend).router();
-    if let Some((_, emulator_routes)) = emulator {
-        router = router.nest("/_miro", emulator_routes);
+    if let Some((_, emulator_routes, templates)) = emulator {
+        router = router.nest("/_miro", emulator_routes).route(
+            "/demo/templates",
+            axum::routing::get(move || async move { axum::Json(templates.clone()) }),
+        );
     }
     let router = gateway::only_for(router, hosts.clone());
 

@@ -158,8 +158,15 @@ pub enum InviteAccess {
 
 /// A board request Miro would refuse, and why.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidBoard(pub String);
+pub enum InvalidBoard {
+    /// A field breaks Miro's rules.
+    #[error("{0}")]
+    Rule(String),
+    /// Two fields that cannot go together (a malformed request, not a board
+    /// Miro would refuse).
+    #[error("{0}")]
+    Combination(&'static str),
+}
 
 pub const BOARD_NAME_MAX: usize = 60;
 pub const BOARD_DESCRIPTION_MAX: usize = 300;
@@ -177,14 +184,14 @@ impl BoardRequest {
         if let Some(name) = &self.name {
             let len = name.chars().count();
             if len == 0 || len > BOARD_NAME_MAX {
-                return Err(InvalidBoard(format!(
+                return Err(InvalidBoard::Rule(format!(
                     "name must be 1 to {BOARD_NAME_MAX} characters"
                 )));
             }
         }
         if let Some(description) = &self.description {
             if description.chars().count() > BOARD_DESCRIPTION_MAX {
-                return Err(InvalidBoard(format!(
+                return Err(InvalidBoard::Rule(format!(
                     "description must be at most {BOARD_DESCRIPTION_MAX} characters"
                 )));
             }
@@ -196,42 +203,43 @@ impl BoardRequest {
         ] {
             if let Some(id) = value {
                 if !is_miro_id(id) {
-                    return Err(InvalidBoard(format!(
+                    return Err(InvalidBoard::Rule(format!(
                         "{field} must be a Miro id (1 to 64 letters, digits, '-', '_' or '=')"
                     )));
                 }
             }
         }
         if self.template_board_id.is_some() && self.project_id.is_some() {
-            return Err(InvalidBoard(
-                "project_id cannot be used with template_board_id: Miro's copy takes no project"
-                    .into(),
+            return Err(InvalidBoard::Combination(
+                "project_id with template_board_id: Miro's copy of a board takes no project",
             ));
         }
         if self.members.len() > MEMBERS_MAX {
-            return Err(InvalidBoard(format!(
+            return Err(InvalidBoard::Rule(format!(
                 "at most {MEMBERS_MAX} members per request"
             )));
         }
         let mut seen = std::collections::HashSet::new();
         for member in &self.members {
             if !is_email(&member.email) {
-                return Err(InvalidBoard(format!(
+                return Err(InvalidBoard::Rule(format!(
                     "members[].email must be an email address (at most {EMAIL_MAX} characters)"
                 )));
             }
             if !seen.insert(member.email.to_ascii_lowercase()) {
-                return Err(InvalidBoard("each email may appear once in members".into()));
+                return Err(InvalidBoard::Rule(
+                    "each email may appear once in members".into(),
+                ));
             }
         }
         if let Some(message) = &self.invitation_message {
             if self.members.is_empty() {
-                return Err(InvalidBoard(
+                return Err(InvalidBoard::Rule(
                     "invitation_message needs members to invite".into(),
                 ));
             }
             if message.chars().count() > INVITATION_MESSAGE_MAX {
-                return Err(InvalidBoard(format!(
+                return Err(InvalidBoard::Rule(format!(
                     "invitation_message must be at most {INVITATION_MESSAGE_MAX} characters"
                 )));
             }

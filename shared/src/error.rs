@@ -132,7 +132,10 @@ impl Error {
 
 impl From<InvalidBoard> for Error {
     fn from(e: InvalidBoard) -> Self {
-        Error::InvalidBoard(e.0)
+        match e {
+            InvalidBoard::Rule(message) => Error::InvalidBoard(message),
+            InvalidBoard::Combination(fields) => Error::InvalidParameter(fields),
+        }
     }
 }
 

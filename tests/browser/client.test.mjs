@@ -103,7 +103,7 @@ test('completeFromLocation cleans the address bar first, presents the kept secre
   assert.equal(calls[0].url, 'https://api.example/miro/authorizations/complete');
   assert.deepEqual(calls[0].body, { completion: 'c-1', flow_secret: 'fs-1' });
   assert.equal(storage.getItem(KEY), null);
-  assert.deepEqual(done, { connection: { team_id: '1', default: true }, board: { id: 'b', name: 'n', view_link: 'v' }, boardError: null });
+  assert.deepEqual(done, { connection: { team_id: '1', default: true }, board: { id: 'b', name: 'n', view_link: 'v' }, invitations: null, boardError: null });
 });
 
 test('a completion this tab did not start is still presented (to be destroyed), without a secret', async () => {

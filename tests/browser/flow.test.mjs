@@ -379,3 +379,27 @@ test('the demo user connects two teams, gets a board in each, and disconnects on
     assert.equal(await page.getAttribute('#boards li:last-child', 'data-team'), SECOND_TEAM);
   });
 });
+
+test('the demo user copies a template board and invites people', async (t) => {
+  let page;
+  await withScreenshots('template', () => [page], async () => {
+    page = await openApp(t);
+    await signIn(page, unique('una'));
+    await page.waitForFunction(() => document.querySelectorAll('#board-template option').length > 1);
+    const template = await page.$eval('#board-template option[data-team]', (o) => ({ id: o.value, team: o.dataset.team }));
+    await page.selectOption('#board-template', template.id);
+    await page.fill('#board-team', template.team);
+    await page.fill('#board-members', 'ann@example.com:editor, bo@example.com, cy@fails.example:viewer');
+    await clickCreate(page, 'Sprint 9 retro');
+    // Not connected yet: one consent (its team preselected), then the copy.
+    await onConsentPage(page);
+    await page.click('#allow');
+    await backOnApp(page);
+    await page.waitForSelector('a.board-link');
+    assert.equal(await page.textContent('a.board-link'), 'Sprint 9 retro');
+    assert.equal(await page.getAttribute('#boards li', 'data-team'), template.team);
+    assert.match(await status(page), /Invited 2; not invited: cy@fails\.example \(INVITATION_FAILED\)/);
+    const stats = await (await fetch(`${BASE}/_miro/_emulator/stats`)).json();
+    assert.ok(stats.copies >= 1, 'a copy, not an empty board');
+  });
+});

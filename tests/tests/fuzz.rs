@@ -107,6 +107,11 @@ fn json_like() -> impl Strategy<Value = Vec<u8>> {
             Just("team_id".to_string()),
             Just("project_id".to_string()),
             Just("policy".to_string()),
+            Just("template_board_id".to_string()),
+            Just("members".to_string()),
+            Just("email".to_string()),
+            Just("role".to_string()),
+            Just("invitation_message".to_string()),
             Just("sharingPolicy".to_string()),
             Just("permissionsPolicy".to_string()),
             Just("access".to_string()),
@@ -143,26 +148,57 @@ fn board_like() -> impl Strategy<Value = Vec<u8>> {
             Just("public"),
             Just("")
         ]),
+        proptest::option::of("[A-Za-z0-9=_-]{0,70}"),
+        proptest::option::of(prop::collection::vec(
+            (
+                "[ -~]{0,30}(@[a-z.]{0,12})?",
+                prop_oneof![
+                    Just("viewer"),
+                    Just("commenter"),
+                    Just("editor"),
+                    Just("coowner"),
+                    Just("owner"),
+                    Just("")
+                ],
+            ),
+            0..110,
+        )),
+        proptest::option::of(".{0,1100}"),
     )
-        .prop_map(|(name, description, team_id, project_id, access)| {
-            let mut body = serde_json::Map::new();
-            let mut put = |k: &str, v: Option<String>| {
-                if let Some(v) = v {
-                    body.insert(k.to_string(), serde_json::Value::String(v));
+        .prop_map(
+            |(name, description, team_id, project_id, access, template, members, message)| {
+                let mut body = serde_json::Map::new();
+                let mut put = |k: &str, v: Option<String>| {
+                    if let Some(v) = v {
+                        body.insert(k.to_string(), serde_json::Value::String(v));
+                    }
+                };
+                put("name", name);
+                put("description", description);
+                put("team_id", team_id);
+                put("project_id", project_id);
+                put("template_board_id", template);
+                put("invitation_message", message);
+                if let Some(access) = access {
+                    body.insert(
+                        "policy".into(),
+                        serde_json::json!({ "sharingPolicy": { "access": access } }),
+                    );
                 }
-            };
-            put("name", name);
-            put("description", description);
-            put("team_id", team_id);
-            put("project_id", project_id);
-            if let Some(access) = access {
-                body.insert(
-                    "policy".into(),
-                    serde_json::json!({ "sharingPolicy": { "access": access } }),
-                );
-            }
-            serde_json::Value::Object(body).to_string().into_bytes()
-        })
+                if let Some(members) = members {
+                    body.insert(
+                        "members".into(),
+                        members
+                            .into_iter()
+                            .map(
+                                |(email, role)| serde_json::json!({ "email": email, "role": role }),
+                            )
+                            .collect(),
+                    );
+                }
+                serde_json::Value::Object(body).to_string().into_bytes()
+            },
+        )
 }
 
 /// A query as sent: every byte a URI query may hold stays (`%` too, so odd

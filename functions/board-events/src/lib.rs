@@ -16,6 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const CONCURRENCY: usize = 4;
 /// Time kept back from the invocation's deadline to answer in.
 const SAFETY_MARGIN: Duration = Duration::from_secs(3);
+/// Time kept back from a message's waits (for Miro's rate limit, between
+/// retries) to record how far it got: a message cut off mid-way leaves its
+/// idempotency record claimed until the claim goes stale.
+const RECORD_MARGIN: Duration = Duration::from_millis(1500);
 
 /// Creates boards (secrets) and publishes outcomes (the bus).
 pub const NEEDS: Needs = Needs {
@@ -52,7 +56,7 @@ pub async fn handle(app: &App, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchR
 async fn process(app: &App, message: SqsMessage, deadline: Deadline) -> Option<String> {
     let id = message.message_id?;
     let body = message.body.unwrap_or_default();
-    let work = settle(app, &id, &body, deadline);
+    let work = settle(app, &id, &body, deadline.sooner_by(RECORD_MARGIN));
     let settled = match deadline.instant() {
         Some(at) => tokio::time::timeout_at(at.into(), work).await.ok(),
         None => Some(work.await),

@@ -24,6 +24,12 @@ impl Deadline {
         self.0
     }
 
+    /// The same deadline, `margin` sooner: the time left for the waits of a
+    /// piece of work that must still record where it stopped.
+    pub fn sooner_by(&self, margin: std::time::Duration) -> Self {
+        Self(self.0.map(|d| d.checked_sub(margin).unwrap_or(d)))
+    }
+
     pub fn allows(&self, wait: std::time::Duration) -> bool {
         self.0.is_some_and(|d| std::time::Instant::now() + wait < d)
     }

@@ -3,7 +3,8 @@
 //! fires `BURST_COUNT` concurrent `POST /boards` for `BURST_USER` through the
 //! real create-board handler and prints each status on its own line. With
 //! `BURST_TEAMS` (Miro team ids, comma-separated), the boards name those teams
-//! in turn.
+//! in turn; with `BURST_BODY`, every request sends that body (and
+//! `BURST_KEY` as its `Idempotency-Key`, if given).
 
 use lambda_http::{Body, RequestExt};
 use miro_connect::http::authorizer_context;
@@ -18,6 +19,8 @@ async fn main() -> Result<(), Failure> {
     let teams: Vec<String> = std::env::var("BURST_TEAMS")
         .map(|t| t.split(',').map(str::to_string).collect())
         .unwrap_or_default();
+    let fixed_body = std::env::var("BURST_BODY").ok();
+    let key = std::env::var("BURST_KEY").ok();
     let service = Arc::new(miro_connect::bootstrap::service_from_env(create_board::NEEDS).await?);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..count {
@@ -27,12 +30,20 @@ async fn main() -> Result<(), Failure> {
             0 => String::new(),
             n => format!(r#","team_id":"{}""#, teams[i % n]),
         };
+        let fixed_body = fixed_body.clone();
+        let key = key.clone();
         tasks.spawn(async move {
-            let body = format!(r#"{{"name":"Burst {} #{i}"{team}}}"#, std::process::id());
-            let req = lambda_http::http::Request::builder()
+            let body = fixed_body.unwrap_or_else(|| {
+                format!(r#"{{"name":"Burst {} #{i}"{team}}}"#, std::process::id())
+            });
+            let mut req = lambda_http::http::Request::builder()
                 .method("POST")
                 .uri("https://connect.example.test/boards")
-                .header("content-type", "application/json")
+                .header("content-type", "application/json");
+            if let Some(key) = &key {
+                req = req.header("idempotency-key", key);
+            }
+            let req = req
                 .body(Body::Text(body))?
                 .with_request_context(authorizer_context(&user));
             let response = create_board::handle(&service, req).await?;

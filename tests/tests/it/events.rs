@@ -474,3 +474,60 @@ async fn faults_never_duplicate_a_board_or_lose_a_message() {
     );
     assert_eq!(created.iter().filter(|c| c.user_id == "kai").count(), 1);
 }
+
+#[tokio::test]
+async fn a_board_from_a_template_redelivered_three_times_is_one_board_with_every_invitation() {
+    let app = TestApp::new().await;
+    app.connect("ria").await;
+    let template = app
+        .emulator
+        .add_template(miro_emulator::TEAM_ID, "Retro template", "retro-v1");
+    let bus = Bus::new().await;
+    let consumer = consumer(&app, &bus, &app.settings).await;
+    bus.request_board(json!({
+        "user_id": "ria",
+        "board": {
+            "name": "Event retro",
+            "template_board_id": template,
+            "members": crate::templates::retro_members(1),
+        },
+    }))
+    .await;
+    let message = bus.requests(1).await.remove(0);
+    // The second invitation chunk fails at Miro while the first two
+    // deliveries last (each retries it until its invocation runs short, and
+    // records where it stopped).
+    let mut faults = vec![BoardFault::Pass];
+    faults.extend([BoardFault::FailBefore(503); 40]);
+    app.emulator.inject_member_faults(&faults);
+    for delivery in 0..2 {
+        let back = invoke(&consumer, vec![message.clone()], 6).await;
+        assert_eq!(back.len(), 1, "delivery {delivery} handed the message back");
+    }
+    app.emulator.clear_member_faults();
+    for _ in 0..2 {
+        assert!(invoke(&consumer, vec![message.clone()], 30)
+            .await
+            .is_empty());
+    }
+
+    let copies: Vec<_> = app
+        .emulator
+        .boards()
+        .into_iter()
+        .filter(|b| b.copied_from.as_deref() == Some(template.as_str()))
+        .collect();
+    assert_eq!(copies.len(), 1, "one board, whatever the deliveries");
+    let calls = app.emulator.member_calls();
+    assert_eq!(calls.len(), 3, "each chunk carried out once");
+    assert!(calls.iter().all(|c| c.emails.len() <= 20));
+    let (created, failed) = bus.outcomes(2).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(created.len(), 2, "the finishing delivery and the replay");
+    for c in &created {
+        assert_eq!(c.board_id, copies[0].id);
+        let invitations = c.invitations.as_ref().expect("invitations");
+        assert_eq!(invitations.invited.len(), 44);
+        assert_eq!(invitations.failed.len(), 1);
+    }
+}

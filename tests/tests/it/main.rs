@@ -13,5 +13,6 @@ mod store_contract;
 mod support;
 mod teams;
 mod template;
+mod templates;
 mod tokens;
 mod trust;
