@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod https;
 pub mod identity;
 pub mod logging;
 pub mod miro;

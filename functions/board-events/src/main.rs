@@ -4,8 +4,8 @@ use miro_connect::events::EventBridgePublisher;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     miro_connect::logging::init();
-    let aws = miro_connect::bootstrap::aws_sdk_config(board_events::NEEDS).await?;
-    let service = miro_connect::bootstrap::service_with_aws(&aws, board_events::NEEDS).await?;
+    let (aws, service) =
+        miro_connect::bootstrap::aws_and_service_from_env(board_events::NEEDS).await?;
     let bus = miro_connect::bootstrap::env_lookup(board_events::NEEDS)(
         miro_connect::bootstrap::EVENT_BUS,
     )
