@@ -15,6 +15,7 @@ pub mod http;
 pub mod https;
 pub mod identity;
 pub mod logging;
+pub mod metrics;
 pub mod miro;
 pub mod oauth;
 pub mod routes;

@@ -155,7 +155,7 @@ impl MiroApi {
             .http
             .post(Config::endpoint(&self.base, "/v2/oauth/revoke"))
             .json(&body)
-            .send()
+            .send_as("revoke")
             .await
             .map_err(transport)?;
         if response.status().is_success() || response.status() == StatusCode::NOT_FOUND {
@@ -188,7 +188,7 @@ impl MiroApi {
                 role: chunk.role.as_str(),
                 message,
             })
-            .send()
+            .send_as("invite")
             .await
             .map_err(transport)?;
         if response.status() != StatusCode::CREATED && response.status() != StatusCode::OK {
@@ -226,7 +226,7 @@ impl MiroApi {
             .http
             .get(Config::endpoint(&self.base, "/v1/oauth-token"))
             .bearer_auth(access_token.expose())
-            .send()
+            .send_as("token_context")
             .await
             .map_err(transport)?;
         if response.status() != StatusCode::OK {
@@ -269,7 +269,7 @@ impl MiroApi {
         let response = call
             .bearer_auth(access_token.expose())
             .json(&body)
-            .send()
+            .send_as("create_board")
             .await
             .map_err(transport)?;
         if response.status() != StatusCode::CREATED && response.status() != StatusCode::OK {
@@ -357,6 +357,32 @@ pub fn parse_board(body: &[u8]) -> Option<Board> {
             .and_then(|t| t.id.map(|id| TeamRef { id, name: t.name })),
         created_at: board.created_at,
     })
+}
+
+/// Sends a call to Miro, recording its latency and any 429 under `call`,
+/// one of [`crate::metrics::CALLS`].
+pub(crate) trait SendMeasured {
+    fn send_as(
+        self,
+        call: &'static str,
+    ) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send;
+}
+
+impl SendMeasured for reqwest::RequestBuilder {
+    async fn send_as(self, call: &'static str) -> reqwest::Result<reqwest::Response> {
+        use crate::metrics::{count, since, Dimension, Metric};
+        let started = std::time::Instant::now();
+        let sent = self.send().await;
+        let dimensions = [(Dimension::Call, call)];
+        since(Metric::MiroLatency, started, &dimensions);
+        if sent
+            .as_ref()
+            .is_ok_and(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
+        {
+            count(Metric::MiroRateLimited, 1, &dimensions);
+        }
+        sent
+    }
 }
 
 pub(crate) fn transport(e: reqwest::Error) -> MiroError {

@@ -7,7 +7,7 @@
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::miro::string_or_number;
+use crate::miro::{string_or_number, SendMeasured};
 use crate::secret::Secret;
 use oauth2::basic::{
     BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType,
@@ -279,7 +279,7 @@ fn send(
             .request(parts.method, parts.uri.to_string())
             .headers(parts.headers)
             .body(body)
-            .send()
+            .send_as("token")
             .await?;
         let status = response.status();
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {

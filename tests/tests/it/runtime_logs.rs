@@ -365,6 +365,13 @@ async fn trace_logging_through_the_lambda_runtime_leaks_no_secret() {
         logs.lines().any(|l| l.trim_start().starts_with('{')),
         "the function's log lines are captured: {logs:?}"
     );
+    // Under Lambda its metrics go to stdout too (shared/src/metrics.rs), and
+    // are held to the same rule.
+    assert!(
+        logs.lines()
+            .any(|l| l.contains(r#""Namespace":"MiroConnect""#)),
+        "the function writes its metric lines: {logs:?}"
+    );
     let keys = app.sealing_keys.expose().to_string();
     let mut secrets: Vec<(&str, String)> = vec![
         ("the code", code),
