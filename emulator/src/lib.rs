@@ -35,7 +35,7 @@ mod tests;
 pub use faults::{BoardFault, TokenFault};
 pub use handle::Emulator;
 pub use state::{
-    team_name, user_teams, BoardRecord, EmulatorConfig, MemberCall, ATTACKER_MIRO_USER_ID,
+    is_crowd_user, team_name, user_teams, BoardRecord, EmulatorConfig, MemberCall, ATTACKER_MIRO_USER_ID,
     ATTACKER_MIRO_USER_NAME, COPY_BOARD_CREDITS, CREATE_BOARD_CREDITS, FAILING_INVITATION_DOMAIN,
     INVITE_MEMBERS_CREDITS, MIRO_USER_ID, MIRO_USER_NAME, OVERSIZE_PADDING, PROJECT_ID,
     REFRESH_TOKEN_LIFETIME, SECOND_TEAM_ID, SECOND_TEAM_NAME, TEAM_ID, TEAM_NAME, THIRD_TEAM_ID,

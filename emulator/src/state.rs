@@ -119,8 +119,18 @@ pub fn user_teams(miro_user_id: &str) -> &'static [&'static str] {
     match miro_user_id {
         MIRO_USER_ID => &[TEAM_ID, SECOND_TEAM_ID, THIRD_TEAM_ID],
         ATTACKER_MIRO_USER_ID => &[TEAM_ID],
+        id if is_crowd_user(id) => &[TEAM_ID],
         _ => &[],
     }
+}
+
+/// A Miro user a load test signs in as with `miro_user=<id>` at consent: any
+/// numeric id (up to 19 digits) the emulator does not name otherwise. Each
+/// is in [`TEAM_ID`] only and has a credit budget of its own.
+pub fn is_crowd_user(id: &str) -> bool {
+    (1..=19).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && ![MIRO_USER_ID, ATTACKER_MIRO_USER_ID, TEMPLATE_OWNER_ID].contains(&id)
 }
 
 /// The display name of a Miro user the emulator knows.

@@ -976,3 +976,60 @@ fn s256_matches_rfc_7636_appendix_b() {
         "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
     );
 }
+
+#[tokio::test]
+async fn crowd_users_each_have_a_budget_of_their_own() {
+    let emu = emulator(EmulatorConfig {
+        credit_rate_limit: Some((500, 60)),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    for id in ["1001", "1002"] {
+        let body = tokens(&emu, &[], &format!("decision=allow&miro_user={id}")).await;
+        assert_eq!(body["user_id"], id);
+        assert_eq!(
+            body["team_id"], TEAM_ID,
+            "a crowd user is in the first team"
+        );
+        let access = body["access_token"].as_str().expect("access").to_string();
+        let (status, _, _) = call(
+            &emu,
+            reqwest::Method::POST,
+            "/v2/boards",
+            &access,
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 201, "{id} spends its own 500 credits");
+        let (status, _, _) = call(
+            &emu,
+            reqwest::Method::POST,
+            "/v2/boards",
+            &access,
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 429, "{id} has none left");
+        assert_eq!(emu.credits_spent(id), 500);
+    }
+    // Not a crowd user: the named users, and anything but digits.
+    for id in [
+        MIRO_USER_ID,
+        ATTACKER_MIRO_USER_ID,
+        "12a",
+        "",
+        "12345678901234567890",
+    ] {
+        assert!(!is_crowd_user(id), "{id}");
+    }
+    let body = tokens(&emu, &[], "decision=allow&miro_user=someone").await;
+    assert_eq!(
+        body["user_id"], MIRO_USER_ID,
+        "anything else is the emulated user"
+    );
+    let elsewhere = format!("decision=allow&miro_user=1003&team_id={SECOND_TEAM_ID}");
+    assert!(
+        consent(&emu, &[], &elsewhere).await.is_err(),
+        "not in that team"
+    );
+}

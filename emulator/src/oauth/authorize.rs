@@ -5,7 +5,7 @@
 
 use super::query_map;
 use crate::reply::html_escape;
-use crate::state::{team_name, user_name, user_teams, CodeRecord, Shared};
+use crate::state::{is_crowd_user, team_name, user_name, user_teams, CodeRecord, Shared};
 use crate::{ATTACKER_MIRO_USER_ID, MIRO_USER_ID, MIRO_USER_NAME, TEAM_ID};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -157,10 +157,12 @@ pub(crate) async fn authorize_decision(
         Some(decision) => decision == "allow",
         None => as_attacker,
     };
-    let miro_user_id = if as_attacker {
-        ATTACKER_MIRO_USER_ID
-    } else {
-        MIRO_USER_ID
+    // Load tests sign in as many Miro users (`miro_user=<numeric id>`), each
+    // with a credit budget of their own.
+    let miro_user_id = match form.get("miro_user") {
+        _ if as_attacker => ATTACKER_MIRO_USER_ID,
+        Some(id) if is_crowd_user(id) => id.as_str(),
+        _ => MIRO_USER_ID,
     };
     // The picked team, as the page's select sends it; a request without
     // one gets what the page would have preselected for this user.
