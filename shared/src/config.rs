@@ -27,7 +27,7 @@ pub enum Scope {
     Secret,
     /// Those same functions, on AWS: where the secret is.
     SecretLocation,
-    /// The function that publishes outcome events.
+    /// The functions that publish events (board outcomes, lifecycle events).
     Events,
 }
 
@@ -43,7 +43,7 @@ const fn setting(name: &'static str, scope: Scope) -> Setting {
 
 /// Every setting there is: [`Config`] reads only these (a test holds it to
 /// that), the functions' environments and the template come from them.
-pub const SETTINGS: [Setting; 19] = [
+pub const SETTINGS: [Setting; 22] = [
     setting("TABLE_NAME", Scope::Required),
     setting("MIRO_CLIENT_ID", Scope::Required),
     setting("MIRO_REDIRECT_URI", Scope::Required),
@@ -59,6 +59,9 @@ pub const SETTINGS: [Setting; 19] = [
     setting("AWS_MAX_ATTEMPTS", Scope::Optional),
     setting("REQUEST_TIMEOUT_MS", Scope::Optional),
     setting("RUST_LOG", Scope::Optional),
+    setting("KEEPALIVE_REFRESH", Scope::Optional),
+    setting("KEEPALIVE_AHEAD_DAYS", Scope::Optional),
+    setting("KEEPALIVE_PROBE_DAYS", Scope::Optional),
     setting("MIRO_CLIENT_SECRET", Scope::Secret),
     setting("TOKEN_SEALING_KEYS", Scope::Secret),
     setting(SECRET_ARN, Scope::SecretLocation),
@@ -193,6 +196,20 @@ pub struct Config {
     pub aws_limits: AwsLimits,
     /// Bound on a whole request (see [`DEFAULT_REQUEST_TIMEOUT_MS`]).
     pub request_timeout_ms: u64,
+    pub keep_alive: KeepAlive,
+}
+
+/// What the keep-alive sweep does (`service::keepalive`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KeepAlive {
+    /// Refresh connections whose refresh token ends within `ahead_days`
+    /// (`KEEPALIVE_REFRESH`, default on). Off: announce them as expiring.
+    pub refresh: bool,
+    /// `KEEPALIVE_AHEAD_DAYS` (default 7).
+    pub ahead_days: i64,
+    /// A connection nobody used for this many days is probed at Miro
+    /// (`KEEPALIVE_PROBE_DAYS`, default 7).
+    pub probe_days: i64,
 }
 
 impl Config {
@@ -274,6 +291,20 @@ impl Config {
                 DEFAULT_REQUEST_TIMEOUT_MS,
                 100..=120_000,
             )?,
+            keep_alive: KeepAlive {
+                refresh: match get("KEEPALIVE_REFRESH").as_deref() {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(_) => {
+                        return Err(ConfigError::Invalid {
+                            name: "KEEPALIVE_REFRESH",
+                            reason: "true or false".into(),
+                        })
+                    }
+                },
+                ahead_days: ranged(&get, "KEEPALIVE_AHEAD_DAYS", 7, 1..=50)?,
+                probe_days: ranged(&get, "KEEPALIVE_PROBE_DAYS", 7, 1..=50)?,
+            },
             miro_client_id: required("MIRO_CLIENT_ID")?,
             miro_client_secret: get("MIRO_CLIENT_SECRET").map(Secret::new),
             miro_redirect_uri: url("MIRO_REDIRECT_URI", required("MIRO_REDIRECT_URI")?)?,

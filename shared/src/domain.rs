@@ -407,6 +407,23 @@ pub struct Connection {
     /// Until when a refresh is under way somewhere (epoch seconds); read-only
     /// here: only [`crate::store::ConnectionStore::try_lease`] sets it.
     pub lease_until: Option<i64>,
+    /// When the keep-alive sweep should look at it next (epoch seconds):
+    /// found through a sparse index by that day, never by a Scan.
+    pub sweep_at: i64,
+}
+
+/// When the sweep should next look at a connection written at `now`: once
+/// nobody has used it for `probe_days`, or `ahead_days` before its refresh
+/// token ends, whichever comes first (and not before the next minute).
+pub fn next_sweep(
+    now: i64,
+    refresh_expires_at: Option<i64>,
+    keep_alive: crate::config::KeepAlive,
+) -> i64 {
+    const DAY: i64 = 86_400;
+    let probe = now + keep_alive.probe_days * DAY;
+    let ahead = refresh_expires_at.map_or(probe, |t| t - keep_alive.ahead_days * DAY);
+    probe.min(ahead).max(now + 60)
 }
 
 /// A flow just started: where to send the browser, and the flow secret the

@@ -9,6 +9,83 @@ pub const SOURCE: &str = "miro-connect";
 pub const REQUESTED: &str = "Create Miro Board";
 pub const CREATED: &str = "Miro Board Created";
 pub const FAILED: &str = "Miro Board Creation Failed";
+pub const CONNECTED: &str = "Miro Connected";
+pub const DISCONNECTED: &str = "Miro Disconnected";
+pub const REAUTHORIZATION_REQUIRED: &str = "Miro Reauthorization Required";
+pub const CONNECTION_EXPIRING: &str = "Miro Connection Expiring";
+
+/// What happened to a connection, for the app to act on before its user
+/// clicks: published on the bus with source `miro-connect`, best effort,
+/// never with a token or a consent link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Lifecycle {
+    Connected {
+        user_id: String,
+        team_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        miro_user_id: Option<String>,
+    },
+    Disconnected {
+        user_id: String,
+        team_id: String,
+        reason: DisconnectReason,
+    },
+    /// A call needed a consent the user has not given (`team_id`: in that team).
+    ReauthorizationRequired {
+        user_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        team_id: Option<String>,
+    },
+    /// The refresh token ends at `expires_at` and nothing will renew it (keep-alive
+    /// is off, or it failed).
+    ConnectionExpiring {
+        user_id: String,
+        team_id: String,
+        expires_at: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisconnectReason {
+    /// The app asked (`DELETE /miro/connections…`).
+    UserRequest,
+    /// Miro's token context no longer knows the token: revoked or uninstalled at Miro.
+    RevokedAtMiro,
+    /// Miro refused the refresh token (or a refreshed token): the grant is dead.
+    GrantRejected,
+    /// The refresh token's 60 days ran out unused.
+    ExpiredIdle,
+}
+
+impl Lifecycle {
+    pub fn detail_type(&self) -> &'static str {
+        match self {
+            Lifecycle::Connected { .. } => CONNECTED,
+            Lifecycle::Disconnected { .. } => DISCONNECTED,
+            Lifecycle::ReauthorizationRequired { .. } => REAUTHORIZATION_REQUIRED,
+            Lifecycle::ConnectionExpiring { .. } => CONNECTION_EXPIRING,
+        }
+    }
+}
+
+/// Publishes lifecycle events. Best effort: the caller logs and counts a
+/// failure and carries on.
+#[async_trait]
+pub trait LifecyclePublisher: Send + Sync {
+    async fn publish_lifecycle(&self, event: &Lifecycle) -> Result<(), PublishError>;
+}
+
+/// Where no bus is configured (the local server, most tests): nothing is sent.
+pub struct NoBus;
+
+#[async_trait]
+impl LifecyclePublisher for NoBus {
+    async fn publish_lifecycle(&self, _: &Lifecycle) -> Result<(), PublishError> {
+        Ok(())
+    }
+}
 
 /// The EventBridge envelope (only what is read of it).
 #[derive(Debug, Deserialize)]
@@ -114,10 +191,24 @@ impl OutcomePublisher for EventBridgePublisher {
         let detail = outcome
             .detail_json()
             .map_err(|e| PublishError(e.to_string()))?;
+        self.put(outcome.detail_type(), detail).await
+    }
+}
+
+#[async_trait]
+impl LifecyclePublisher for EventBridgePublisher {
+    async fn publish_lifecycle(&self, event: &Lifecycle) -> Result<(), PublishError> {
+        let detail = serde_json::to_string(event).map_err(|e| PublishError(e.to_string()))?;
+        self.put(event.detail_type(), detail).await
+    }
+}
+
+impl EventBridgePublisher {
+    async fn put(&self, detail_type: &str, detail: String) -> Result<(), PublishError> {
         let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus)
             .source(SOURCE)
-            .detail_type(outcome.detail_type())
+            .detail_type(detail_type)
             .detail(detail)
             .build();
         let out = self

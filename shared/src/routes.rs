@@ -70,13 +70,15 @@ pub const ROUTES: [Route; 8] = [
 ];
 
 /// Every Lambda function (its crate, `functions/<name>`, and its binary):
-/// those behind [`ROUTES`], and `board-events`, the SQS consumer.
-pub const FUNCTIONS: [&str; 5] = [
+/// those behind [`ROUTES`], `board-events`, the SQS consumer, and
+/// `keep-alive`, the scheduled sweep.
+pub const FUNCTIONS: [&str; 6] = [
     "auth-start",
     "auth-callback",
     "create-board",
     "connection",
     "board-events",
+    "keep-alive",
 ];
 
 #[cfg(test)]

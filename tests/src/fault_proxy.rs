@@ -141,6 +141,9 @@ struct State {
     rules: Vec<Rule>,
     requests: usize,
     faulted: usize,
+    /// Whether answers are kept ([`FaultProxy::record`]), and those kept.
+    recording: bool,
+    answers: Vec<(Option<String>, Vec<u8>)>,
 }
 
 #[derive(Debug, Default)]
@@ -243,6 +246,20 @@ impl FaultProxy {
         state.global = None;
     }
 
+    /// Keeps every answer from upstream from now on (or stops, and forgets
+    /// them), for a test that counts what a service read.
+    pub fn record(&self, on: bool) {
+        let mut state = self.shared.lock();
+        state.recording = on;
+        state.answers.clear();
+    }
+
+    /// The answers kept since [`FaultProxy::record`]: each request's target
+    /// (e.g. `DynamoDB_20120810.Query`) and the raw HTTP answer.
+    pub fn answers(&self) -> Vec<(Option<String>, Vec<u8>)> {
+        self.shared.lock().answers.clone()
+    }
+
     /// Requests read from clients so far.
     pub fn requests(&self) -> usize {
         self.shared.lock().requests
@@ -323,6 +340,12 @@ impl Connection {
                 None | Some(Fault::ResetAfterForward) | Some(Fault::CutResponse) => {}
             }
             let resp = self.exchange(&req).await?;
+            {
+                let mut state = shared.lock();
+                if state.recording {
+                    state.answers.push((req.target.clone(), resp.bytes.clone()));
+                }
+            }
             match fault {
                 Some(Fault::ResetAfterForward) => return self.reset(),
                 Some(Fault::CutResponse) => {

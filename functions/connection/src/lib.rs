@@ -8,10 +8,11 @@ use miro_connect::bootstrap::Needs;
 use miro_connect::domain::is_miro_id;
 use miro_connect::{http, Error, Service};
 
-/// Exchanges, refreshes or revokes: the client secret and the sealing keys.
+/// Exchanges, refreshes or revokes: the client secret and the sealing keys;
+/// tells the app what happened to connections: the bus.
 pub const NEEDS: Needs = Needs {
     secrets: true,
-    events: false,
+    events: true,
 };
 
 pub async fn handle(service: &Service, req: Request) -> Result<Response<Body>, lambda_http::Error> {

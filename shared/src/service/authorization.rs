@@ -4,11 +4,12 @@
 use super::{ErrorBody, Service, REFRESH_TOKEN_LIFETIME_SECONDS};
 use crate::clock::rfc3339;
 use crate::domain::{
-    first_version, is_miro_id, AuthorizationRequest, Board, BoardRequest, Completion, Connection,
-    ConnectionKey, ConnectionProfile, ConnectionView, FlowStarted, Invitations,
+    first_version, is_miro_id, next_sweep, AuthorizationRequest, Board, BoardRequest, Completion,
+    Connection, ConnectionKey, ConnectionProfile, ConnectionView, FlowStarted, Invitations,
     PendingAuthorization,
 };
 use crate::error::Error;
+use crate::events::Lifecycle;
 use crate::identity::AppUser;
 use crate::oauth::{pkce_verifier, OAuthError, TokenGrant};
 use crate::secret::{looks_like_random_secret, Secret};
@@ -306,6 +307,12 @@ impl Service {
         let key = &connection.key;
         let replaced = self.store.put_connection(&connection).await?;
         tracing::info!(user = %user, team = %key.team_id, "Miro connected");
+        self.announce(Lifecycle::Connected {
+            user_id: user.to_string(),
+            team_id: key.team_id.clone(),
+            miro_user_id: connection.profile.miro_user_id.clone(),
+        })
+        .await;
         // The first connection becomes the default; a later one does not
         // take it over.
         let made_default = self
@@ -324,8 +331,8 @@ impl Service {
 
         let (board, invitations, board_error) = match &parked.request.intent {
             None => (None, None, None),
-            Some(intent) => match self
-                .board_and_invitations(
+            Some(intent) => match super::boards::counted(
+                self.board_and_invitations(
                     user,
                     Some(connection.clone()),
                     intent,
@@ -334,8 +341,8 @@ impl Service {
                     // would not reach the app.
                     Consent::ReportOnly,
                 )
-                .await
-            {
+                .await,
+            ) {
                 Ok(created) => (Some(created.board), created.invitations, None),
                 Err(e) => (None, None, Some(ErrorBody::from(&e))),
             },
@@ -383,6 +390,10 @@ impl Service {
                 retry_after_seconds: 2,
             });
         };
+        let refresh_expires_at = grant
+            .refresh_token
+            .as_ref()
+            .map(|_| now + REFRESH_TOKEN_LIFETIME_SECONDS);
         Ok(Connection {
             key: ConnectionKey::new(user, &team_id),
             profile: ConnectionProfile {
@@ -393,13 +404,11 @@ impl Service {
             },
             access_token: grant.access_token,
             access_expires_at: grant.expires_in.map(|s| now + s as i64),
-            refresh_expires_at: grant
-                .refresh_token
-                .as_ref()
-                .map(|_| now + REFRESH_TOKEN_LIFETIME_SECONDS),
+            refresh_expires_at,
             refresh_token: grant.refresh_token,
             version: first_version(),
             lease_until: None,
+            sweep_at: next_sweep(now, refresh_expires_at, self.config.keep_alive),
         })
     }
 }

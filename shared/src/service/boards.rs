@@ -3,6 +3,7 @@
 //! under the key, so that a retry resumes at the first step not done and
 //! never makes a second board.
 
+use super::connections::disconnected;
 use super::retry::backoff;
 use super::{miro_failure, Deadline, Service};
 use crate::domain::{
@@ -10,6 +11,7 @@ use crate::domain::{
     InvitationChunk, Invitations,
 };
 use crate::error::Error;
+use crate::events::{DisconnectReason, Lifecycle};
 use crate::identity::AppUser;
 use crate::miro::MiroError;
 use crate::store::{BoardMade, IdempotencyRecord, IdempotentOutcome};
@@ -41,6 +43,20 @@ impl Service {
 
     /// [`Service::create_board`], saying what to do if a consent is missing.
     pub async fn create_board_as(
+        &self,
+        user: &AppUser,
+        idempotency_key: Option<&str>,
+        request: BoardRequest,
+        deadline: Deadline,
+        consent: Consent,
+    ) -> Result<BoardCreated, Error> {
+        counted(
+            self.create_board_once(user, idempotency_key, request, deadline, consent)
+                .await,
+        )
+    }
+
+    async fn create_board_once(
         &self,
         user: &AppUser,
         idempotency_key: Option<&str>,
@@ -349,9 +365,14 @@ impl Service {
                 }
                 Err(MiroError::Unauthorized) => {
                     tracing::warn!(user = %user, "Miro refused the refreshed token too; connection removed");
-                    self.store
+                    if self
+                        .store
                         .delete_connection_at(&current.key, current.version)
-                        .await?;
+                        .await?
+                    {
+                        self.announce(disconnected(&current.key, DisconnectReason::GrantRejected))
+                            .await;
+                    }
                 }
                 Err(MiroError::NotInstalled) => {
                     // The connection is still good for its own team: kept.
@@ -387,6 +408,11 @@ impl Service {
                 Err(e) => return Err(miro_failure(user, e)),
             }
         }
+        self.announce(Lifecycle::ReauthorizationRequired {
+            user_id: user.to_string(),
+            team_id: request.team_id.clone(),
+        })
+        .await;
         Err(match consent {
             Consent::StartFlow => {
                 self.authorization_required(user, None, Some(request.clone()))
@@ -434,6 +460,18 @@ pub struct BoardCreated {
     /// The board of an earlier request under the same idempotency key.
     #[serde(skip)]
     pub replayed: bool,
+}
+
+/// Counts a board request's outcome: `BoardsCreated` (a replay made
+/// nothing), or `BoardsFailed` under its error code (`crate::metrics`).
+pub(crate) fn counted(outcome: Result<BoardCreated, Error>) -> Result<BoardCreated, Error> {
+    use crate::metrics::{count, Dimension, Metric};
+    match &outcome {
+        Ok(created) if !created.replayed => count(Metric::BoardsCreated, 1, &[]),
+        Ok(_) => {}
+        Err(e) => count(Metric::BoardsFailed, 1, &[(Dimension::Reason, e.code())]),
+    }
+    outcome
 }
 
 /// 1 to 255 visible ASCII characters, as most APIs take them.

@@ -4,6 +4,7 @@
 use super::{miro_failure, Service};
 use crate::domain::{default_connection, Connection, ConnectionKey, ConnectionView, Connections};
 use crate::error::Error;
+use crate::events::{DisconnectReason, Lifecycle};
 use crate::identity::AppUser;
 use crate::miro::MiroError;
 use crate::oauth::OAuthError;
@@ -82,6 +83,8 @@ impl Service {
                 .await?
             {
                 tracing::info!(user = %key.user, team = %key.team_id, "Miro disconnected");
+                self.announce(disconnected(key, DisconnectReason::UserRequest))
+                    .await;
                 return Ok(());
             }
         }
@@ -93,7 +96,7 @@ impl Service {
 
     /// Revokes a forgotten connection's grant and deletes it; a failure is
     /// left for the next disconnect or reconnect to retry.
-    async fn revoke_forgotten(&self, forgotten: &Connection) -> Result<(), Error> {
+    pub(crate) async fn revoke_forgotten(&self, forgotten: &Connection) -> Result<(), Error> {
         let key = &forgotten.key;
         match self.revoke_grant(forgotten).await {
             Ok(()) => {
@@ -139,6 +142,14 @@ impl Service {
             Ok(()) | Err(MiroError::Rejected { .. }) | Err(MiroError::Unauthorized) => Ok(()),
             Err(e) => Err(miro_failure(&connection.key.user, e)),
         }
+    }
+}
+
+pub(crate) fn disconnected(key: &ConnectionKey, reason: DisconnectReason) -> Lifecycle {
+    Lifecycle::Disconnected {
+        user_id: key.user.to_string(),
+        team_id: key.team_id.clone(),
+        reason,
     }
 }
 

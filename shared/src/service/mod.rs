@@ -5,12 +5,14 @@
 //! [`authorization`] (start, callback, complete), [`boards`] (idempotency and
 //! the Miro call loop), [`connections`] (status, disconnect, revocation),
 //! [`tokens`] (refresh under the lease), [`events`] (the board-request
-//! consumer); [`retry`] holds the waiting and backoff they share.
+//! consumer), [`keepalive`] (the scheduled sweep); [`retry`] holds the
+//! waiting and backoff they share.
 
 pub mod authorization;
 pub mod boards;
 pub mod connections;
 pub mod events;
+pub mod keepalive;
 pub mod retry;
 pub mod tokens;
 
@@ -24,6 +26,7 @@ pub use retry::Deadline;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
+use crate::events::{Lifecycle, LifecyclePublisher, NoBus};
 use crate::identity::AppUser;
 use crate::miro::{MiroApi, MiroError};
 use crate::oauth::MiroOAuth;
@@ -52,6 +55,8 @@ impl From<&Error> for ErrorBody {
 pub struct Service {
     pub config: Config,
     pub(crate) store: Arc<dyn Store>,
+    /// Where lifecycle events go ([`crate::events::NoBus`] unless wired).
+    pub(crate) lifecycle: Arc<dyn LifecyclePublisher>,
     pub(crate) oauth: MiroOAuth,
     pub(crate) miro: MiroApi,
     pub(crate) clock: Arc<dyn Clock>,
@@ -71,10 +76,29 @@ impl Service {
         Self {
             config,
             store,
+            lifecycle: Arc::new(NoBus),
             oauth,
             miro,
             clock,
             rate_gate: RateGate::default(),
+        }
+    }
+
+    /// Publishes lifecycle events to `publisher` from now on.
+    pub fn with_lifecycle(mut self, publisher: Arc<dyn LifecyclePublisher>) -> Self {
+        self.lifecycle = publisher;
+        self
+    }
+
+    /// Tells the app what happened to a connection. Best effort: a failure
+    /// is logged and never fails the request that caused it.
+    pub(crate) async fn announce(&self, event: Lifecycle) {
+        match self.lifecycle.publish_lifecycle(&event).await {
+            Ok(()) => crate::metrics::count(crate::metrics::Metric::LifecyclePublished, 1, &[]),
+            Err(e) => {
+                tracing::warn!(event = event.detail_type(), error = %e, "lifecycle event not published");
+                crate::metrics::count(crate::metrics::Metric::LifecyclePublishFailed, 1, &[]);
+            }
         }
     }
 

@@ -13,9 +13,11 @@
 //! the user is asked to connect again (README, "Tokens"). Nothing is left
 //! that works for the wrong user, and nothing loops.
 
+use super::connections::disconnected;
 use super::{Service, REFRESH_TOKEN_LIFETIME_SECONDS};
-use crate::domain::{Connection, ConnectionKey};
+use crate::domain::{next_sweep, Connection, ConnectionKey};
 use crate::error::Error;
+use crate::events::DisconnectReason;
 use crate::oauth::{OAuthError, TokenGrant};
 use crate::token_protocol::{Answer, Outcome, Seen, Settings, Step, TokenRefresh, WAIT_ROUNDS};
 use rand::Rng;
@@ -65,7 +67,10 @@ impl Service {
                 }
                 Step::DeleteExhausted { version } => {
                     tracing::warn!(user = %user, "token expired and nothing to refresh it with");
-                    self.store.delete_connection_at(key, version).await?;
+                    if self.store.delete_connection_at(key, version).await? {
+                        self.announce(disconnected(key, DisconnectReason::ExpiredIdle))
+                            .await;
+                    }
                     machine.exhausted_deleted()
                 }
                 Step::TryLease {
@@ -87,7 +92,9 @@ impl Service {
                     let Some(refresh_token) = connection.refresh_token.as_ref() else {
                         return Ok(None);
                     };
-                    match self.oauth.refresh(refresh_token).await {
+                    let refreshed = self.oauth.refresh(refresh_token).await;
+                    count_refresh(&refreshed);
+                    match refreshed {
                         Ok(grant) => {
                             renewed = Some(self.renewed(connection, grant));
                             machine.refreshed(Answer::Renewed)
@@ -127,6 +134,8 @@ impl Service {
                     let deleted = self.store.delete_connection_at(key, version).await?;
                     if deleted {
                         tracing::warn!(user = %user, "the grant is dead; connection removed");
+                        self.announce(disconnected(key, DisconnectReason::GrantRejected))
+                            .await;
                     }
                     machine.dead_deleted(deleted)
                 }
@@ -179,6 +188,10 @@ impl Service {
             profile.scopes = grant.scopes;
         }
         let refresh_token = grant.refresh_token.or_else(|| old.refresh_token.clone());
+        // Each refresh restarts the refresh token's 60 days, and the item's TTL with it.
+        let refresh_expires_at = refresh_token
+            .as_ref()
+            .map(|_| now + REFRESH_TOKEN_LIFETIME_SECONDS);
         Connection {
             // A refresh keeps the connection's team whatever the answer says:
             // the team is the item's key.
@@ -186,15 +199,30 @@ impl Service {
             profile,
             access_token: grant.access_token,
             access_expires_at: grant.expires_in.map(|s| now + s as i64),
-            // Each refresh restarts the refresh token's 60 days, and the item's TTL with it.
-            refresh_expires_at: refresh_token
-                .as_ref()
-                .map(|_| now + REFRESH_TOKEN_LIFETIME_SECONDS),
+            refresh_expires_at,
             refresh_token,
             version: old.version + 1,
             lease_until: None,
+            sweep_at: next_sweep(now, refresh_expires_at, self.config.keep_alive),
         }
     }
+}
+
+/// `TokenRefreshes`, and `TokenRefreshFailures` by whether the grant is
+/// dead or may still be good (`crate::metrics`).
+fn count_refresh(refreshed: &Result<TokenGrant, OAuthError>) {
+    use crate::metrics::{count, Dimension, Metric};
+    count(Metric::TokenRefreshes, 1, &[]);
+    let reason = match refreshed {
+        Ok(_) => return,
+        Err(OAuthError::Rejected(_)) => "dead",
+        Err(_) => "transient",
+    };
+    count(
+        Metric::TokenRefreshFailures,
+        1,
+        &[(Dimension::Reason, reason)],
+    );
 }
 
 /// What the protocol needs to know of a connection read.

@@ -2,7 +2,7 @@
 
 use super::{
     completion_key, connections_key, flows_key, idempotency_key, is_live, pending_key, team_key,
-    AuthorizationStore, ConnectionList, ConnectionStore, IdempotencyRecord, IdempotencyStore,
+    AuthorizationStore, ConnectionList, ConnectionStore, Due, IdempotencyRecord, IdempotencyStore,
     StoreError, Taken,
 };
 use crate::domain::{Completion, Connection, ConnectionKey, PendingAuthorization};
@@ -353,6 +353,41 @@ impl ConnectionStore for MemoryStore {
             } else {
                 (false, Change::Keep)
             }
+        })
+    }
+
+    async fn due_connections(&self, now: i64, limit: usize) -> Result<Vec<Due>, StoreError> {
+        let items = self.lock()?;
+        let mut due: Vec<Due> = items
+            .values()
+            .filter_map(|item| match item {
+                Item::Connection(c, state) if c.sweep_at <= now => Some(Due {
+                    key: c.key.clone(),
+                    version: state.version,
+                    sweep_at: c.sweep_at,
+                    refresh_expires_at: c.refresh_expires_at,
+                }),
+                _ => None,
+            })
+            .collect();
+        due.sort_by_key(|d| d.sweep_at);
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn reschedule_sweep(
+        &self,
+        key: &ConnectionKey,
+        version: u64,
+        sweep_at: i64,
+    ) -> Result<bool, StoreError> {
+        self.with_connection(key, |item| match item {
+            Some((c, state)) if state.version == version => {
+                let mut moved = c.clone();
+                moved.sweep_at = sweep_at;
+                (true, Change::Put(Box::new(moved), state.clone()))
+            }
+            _ => (false, Change::Keep),
         })
     }
 

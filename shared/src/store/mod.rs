@@ -72,6 +72,20 @@ pub trait AuthorizationStore: Send + Sync {
     ) -> Result<Taken<Completion>, StoreError>;
 }
 
+/// A connection the sweep should look at, as the index knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Due {
+    pub key: ConnectionKey,
+    pub version: u64,
+    pub sweep_at: i64,
+    /// The refresh token's end (the item's TTL): past it, the connection lapsed.
+    pub refresh_expires_at: Option<i64>,
+}
+
+/// Days back the sweep looks for due connections: a connection is due at
+/// the latest when its refresh token (60 days) ends, and gone after.
+pub const SWEEP_LOOKBACK_DAYS: i64 = 62;
+
 /// A user's connections, as one read finds them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnectionList {
@@ -154,6 +168,20 @@ pub trait ConnectionStore: Send + Sync {
         &self,
         key: &ConnectionKey,
         version: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Connections the keep-alive sweep should look at (`sweep_at` ≤ `now`),
+    /// oldest first, at most `limit`: through a sparse index keyed by the
+    /// day they fall due, so the cost grows with the due ones only (never a
+    /// Scan). Lapsed and forgotten ones are included: the sweep settles them.
+    async fn due_connections(&self, now: i64, limit: usize) -> Result<Vec<Due>, StoreError>;
+    /// Moves the connection's next sweep to `sweep_at` if it is still at
+    /// `version` (a refresh moves it by itself). True if written.
+    async fn reschedule_sweep(
+        &self,
+        key: &ConnectionKey,
+        version: u64,
+        sweep_at: i64,
     ) -> Result<bool, StoreError>;
 
     /// Sets the user's default team (`None`: no choice; the oldest

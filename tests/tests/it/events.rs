@@ -15,16 +15,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A bus with the template's rule (requests → a queue) and a test rule
 /// (outcomes → a queue the test reads), all on moto.
-struct Bus {
+pub(crate) struct Bus {
     sqs: aws_sdk_sqs::Client,
-    events: aws_sdk_eventbridge::Client,
-    name: String,
+    pub(crate) events: aws_sdk_eventbridge::Client,
+    pub(crate) name: String,
     requests: String,
     outcomes: String,
 }
 
 impl Bus {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let aws = aws_config(Backend::Moto).await;
         let sqs = aws_sdk_sqs::Client::new(&aws);
         let events = aws_sdk_eventbridge::Client::new(&aws);
@@ -153,6 +153,42 @@ impl Bus {
                 message
             })
             .collect()
+    }
+
+    /// The lifecycle events published so far (waiting, bounded, for
+    /// `expected`), as (detail-type, detail); board outcomes are left out.
+    pub(crate) async fn lifecycle(&self, expected: usize) -> Vec<(String, Value)> {
+        let mut seen = Vec::new();
+        // Bounded; once `expected` are in, one empty read ends it (so that
+        // one more than expected is caught too).
+        for _ in 0..20 {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.outcomes)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive");
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() && seen.len() >= expected {
+                break;
+            }
+            for m in messages {
+                let event: Value =
+                    serde_json::from_str(m.body.as_deref().unwrap_or_default()).expect("event");
+                assert_eq!(event["source"], SOURCE);
+                let kind = event["detail-type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                if !kind.starts_with("Miro Board") {
+                    seen.push((kind, event["detail"].clone()));
+                }
+            }
+        }
+        seen
     }
 
     /// The outcome events published so far: (created, failed).

@@ -48,7 +48,7 @@ const TIGHT: [(&str, &str); 3] = [
 /// Room for scheduling on a loaded machine on top of a configured bound.
 const SLACK: Duration = Duration::from_secs(3);
 
-fn upstream(url: &str) -> SocketAddr {
+pub(crate) fn upstream(url: &str) -> SocketAddr {
     let url = url::Url::parse(url).expect("server URL");
     let host = url.host_str().expect("host");
     let port = url.port_or_known_default().expect("port");
@@ -59,7 +59,7 @@ fn upstream(url: &str) -> SocketAddr {
         .expect("an address")
 }
 
-fn dynamodb_local_url() -> String {
+pub(crate) fn dynamodb_local_url() -> String {
     std::env::var("MIRO_CONNECT_TEST_DYNAMODB").expect(
         "MIRO_CONNECT_TEST_DYNAMODB is not set: run the tests with tests/run, which starts DynamoDB Local",
     )
@@ -272,7 +272,7 @@ impl Deployment {
 /// the SDK config), pointed at the proxy. Its retry partition is its own:
 /// the SDK's retry quota is otherwise shared by every DynamoDB client in the
 /// process, and other tests' faults must not decide how often this one retries.
-async fn proxied_client(config: &Config, proxy: &FaultProxy) -> DynamoClient {
+pub(crate) async fn proxied_client(config: &Config, proxy: &FaultProxy) -> DynamoClient {
     let sdk = config
         .aws_limits
         .apply(

@@ -61,6 +61,7 @@ fn connection(owner: &str, refresh_expires_at: Option<i64>) -> Connection {
         refresh_expires_at,
         version: 7,
         lease_until: None,
+        sweep_at: now() + 86_400,
     }
 }
 

@@ -193,6 +193,11 @@ impl TestApp {
         env
     }
 
+    /// Now, by this deployment's clock.
+    pub fn clock_now(&self) -> i64 {
+        self.clock.now()
+    }
+
     /// The user's connection in the emulator's first team (where a consent
     /// lands unless the test picks another).
     pub async fn connection(&self, user: &str) -> Option<miro_connect::domain::Connection> {

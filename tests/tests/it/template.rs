@@ -31,6 +31,7 @@ fn functions() -> Vec<(&'static str, Needs)> {
         ("create-board", create_board::NEEDS),
         ("connection", connection::NEEDS),
         ("board-events", board_events::NEEDS),
+        ("keep-alive", keep_alive::NEEDS),
     ]
 }
 
@@ -361,27 +362,40 @@ fn only_the_named_producers_may_put_events_on_the_bus() {
         keys(&deny["Condition"]),
         ["ArnNotEquals", "StringNotEquals"].map(String::from).into()
     );
-    assert_eq!(
-        strings(&deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]),
-        ["BoardEventsFunctionRole.Arn"]
-    );
-
-    // board-events publishes on that bus and nowhere else.
-    let f = resource(&t, "BoardEventsFunction");
-    assert_eq!(
-        f["Properties"]["Environment"]["Variables"]["EVENT_BUS_NAME"].as_str(),
-        Some(bus_id.as_str())
-    );
-    let puts: Vec<&Yaml> = statements_of(f)
-        .filter(|s| {
-            strings(&s["Action"])
-                .iter()
-                .any(|a| a.starts_with("events:"))
+    // The functions that publish (outcomes, lifecycle events) are the ones
+    // the bus exempts, each on that bus and nowhere else.
+    let publishers: BTreeSet<String> = of_type(&t, "AWS::Serverless::Function")
+        .into_iter()
+        .filter(|name| {
+            !resource(&t, name)["Properties"]["Environment"]["Variables"]["EVENT_BUS_NAME"]
+                .is_badvalue()
         })
         .collect();
-    assert_eq!(puts.len(), 1);
-    assert_eq!(strings(&puts[0]["Action"]), ["events:PutEvents"]);
-    assert_eq!(puts[0]["Resource"].as_str(), Some(bus_arn.as_str()));
+    assert!(publishers.contains("BoardEventsFunction"));
+    assert_eq!(
+        strings(&deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"])
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        publishers.iter().map(|p| format!("{p}Role.Arn")).collect()
+    );
+    for name in &publishers {
+        let f = resource(&t, name);
+        assert_eq!(
+            f["Properties"]["Environment"]["Variables"]["EVENT_BUS_NAME"].as_str(),
+            Some(bus_id.as_str()),
+            "{name}"
+        );
+        let puts: Vec<&Yaml> = statements_of(f)
+            .filter(|s| {
+                strings(&s["Action"])
+                    .iter()
+                    .any(|a| a.starts_with("events:"))
+            })
+            .collect();
+        assert_eq!(puts.len(), 1, "{name}");
+        assert_eq!(strings(&puts[0]["Action"]), ["events:PutEvents"]);
+        assert_eq!(puts[0]["Resource"].as_str(), Some(bus_arn.as_str()));
+    }
     assert!(
         t["Parameters"]["EventBusName"].is_badvalue(),
         "no parameter names another bus"
@@ -427,6 +441,8 @@ const ITEM_KINDS: &[(&str, &[&str])] = &[
     ("create-board", &["AUTHZ#", "FLOWS#", "CONN#", "IDEM#"]),
     ("connection", &["CONN#"]),
     ("board-events", &["CONN#", "IDEM#"]),
+    // SWEEP# is the sweep index's partition key (the day connections fall due).
+    ("keep-alive", &["CONN#", "SWEEP#"]),
 ];
 
 fn statements_of(function: &Yaml) -> impl Iterator<Item = &Yaml> {
@@ -463,7 +479,16 @@ fn every_role_reaches_only_the_item_kinds_it_uses() {
         assert_eq!(dynamo.len(), 1, "{name}: one DynamoDB statement");
         let s = dynamo[0];
         assert_eq!(s["Effect"].as_str(), Some("Allow"), "{name}");
-        assert_eq!(s["Resource"].as_str(), Some("Table.Arn"), "{name}");
+        // The table, and for the sweep its sparse index.
+        let resources = match &s["Resource"] {
+            Yaml::Array(list) => list.iter().filter_map(|r| r.as_str()).collect(),
+            other => other.as_str().into_iter().collect::<Vec<_>>(),
+        };
+        let want_resources = match kinds.contains(&"SWEEP#") {
+            true => vec!["Table.Arn", "${Table.Arn}/index/sweep"],
+            false => vec!["Table.Arn"],
+        };
+        assert_eq!(resources, want_resources, "{name}");
         assert_eq!(
             keys(&s["Condition"]),
             ["ForAllValues:StringLike".to_string()].into(),
@@ -512,4 +537,81 @@ fn every_role_reaches_only_the_item_kinds_it_uses() {
     }
     let all: BTreeSet<&str> = ITEM_KINDS.iter().map(|(b, _)| *b).collect();
     assert_eq!(seen, all, "every function is in the table");
+}
+
+// ---- Tracing, metrics, dashboard ----
+
+#[test]
+fn every_function_is_traced_with_x_ray() {
+    let t = template();
+    let global = t["Globals"]["Function"]["Tracing"].as_str();
+    for name in of_type(&t, "AWS::Serverless::Function") {
+        let own = resource(&t, &name)["Properties"]["Tracing"].as_str();
+        assert_eq!(own.or(global), Some("Active"), "{name}");
+    }
+}
+
+/// The metric names a dashboard widget shows: `[namespace, name, …]`
+/// entries and the `MetricName="…"` of SEARCH expressions.
+fn dashboard_metrics(body: &serde_json::Value) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for widget in body["widgets"].as_array().into_iter().flatten() {
+        for entry in widget["properties"]["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if entry[0] == miro_connect::metrics::NAMESPACE {
+                names.extend(entry[1].as_str().map(str::to_string));
+            }
+            let expression = entry[0]["expression"].as_str().unwrap_or_default();
+            if let Some((_, rest)) = expression.split_once("MetricName=\"") {
+                names.extend(rest.split('"').next().map(str::to_string));
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_dashboard_and_alarms_show_the_documented_metrics() {
+    use miro_connect::metrics::{Metric, NAMESPACE};
+    let t = template();
+    let documented: BTreeSet<String> = Metric::ALL.iter().map(|m| m.name().to_string()).collect();
+    let dashboards = of_type(&t, "AWS::CloudWatch::Dashboard");
+    assert_eq!(dashboards.len(), 1, "one dashboard");
+    let body = resource(&t, &dashboards[0])["Properties"]["DashboardBody"]
+        .as_str()
+        .expect("a !Sub body");
+    let body = body.replace("${AWS::Region}", "us-east-1");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("the body is JSON");
+    assert_eq!(
+        dashboard_metrics(&body),
+        documented,
+        "the dashboard shows every metric"
+    );
+
+    let mut alarmed = BTreeSet::new();
+    for name in of_type(&t, "AWS::CloudWatch::Alarm") {
+        let p = &resource(&t, &name)["Properties"];
+        let mut metrics = vec![(p["Namespace"].as_str(), p["MetricName"].as_str())];
+        for q in p["Metrics"].as_vec().into_iter().flatten() {
+            let m = &q["MetricStat"]["Metric"];
+            metrics.push((m["Namespace"].as_str(), m["MetricName"].as_str()));
+        }
+        for (namespace, metric) in metrics {
+            if namespace == Some(NAMESPACE) {
+                let metric = metric.expect("a metric name");
+                assert!(documented.contains(metric), "{name} watches {metric}");
+                alarmed.insert(metric.to_string());
+            }
+        }
+    }
+    assert_eq!(
+        alarmed,
+        ["KeepAliveErrors", "TokenRefreshFailures", "TokenRefreshes"]
+            .map(String::from)
+            .into(),
+        "the refresh-failure rate and keep-alive errors are alarmed"
+    );
 }

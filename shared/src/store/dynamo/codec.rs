@@ -31,6 +31,15 @@ pub(super) const LEASE_HOLDER: &str = "lease_holder";
 /// The lease holder whose refresh wrote the tokens, so that a retried write
 /// recognises its own.
 pub(super) const WRITTEN_BY: &str = "written_by";
+/// The sparse sweep index: `SWEEP#<epoch day>` and the second within it.
+/// Only connection items carry them.
+pub const SWEEP_INDEX: &str = "sweep";
+pub const SWEEP_DAY: &str = "sweep_day";
+pub const SWEEP_AT: &str = "sweep_at";
+
+pub(super) fn sweep_day(sweep_at: i64) -> AttributeValue {
+    AttributeValue::S(format!("SWEEP#{}", sweep_at.div_euclid(86_400)))
+}
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -84,6 +93,8 @@ impl Codec {
             item.insert(ACCESS_EXPIRES_AT.into(), n(t));
         }
         item.insert(VERSION.into(), n(connection.version as i64));
+        item.insert(SWEEP_DAY.into(), sweep_day(connection.sweep_at));
+        item.insert(SWEEP_AT.into(), n(connection.sweep_at));
         Ok(item)
     }
 
@@ -129,6 +140,7 @@ impl Codec {
             refresh_expires_at: number(item, TTL_ATTRIBUTE)?,
             version: number(item, VERSION)?.unwrap_or_default().max(0) as u64,
             lease_until: number(item, LEASE_UNTIL)?,
+            sweep_at: number(item, SWEEP_AT)?.unwrap_or_default(),
         })
     }
 
@@ -238,6 +250,16 @@ pub(super) fn base_item(
         item.insert(TTL_ATTRIBUTE.into(), n(t));
     }
     item
+}
+
+/// The user of a connection item, from its partition key.
+pub(super) fn user_of(item: &Item) -> Option<crate::identity::AppUser> {
+    match item.get(PK) {
+        Some(AttributeValue::S(pk)) => pk
+            .strip_prefix("CONN#")
+            .and_then(|u| crate::identity::AppUser::parse(u).ok()),
+        _ => None,
+    }
 }
 
 /// The team a connection item in a user's partition is for, from its sort key.

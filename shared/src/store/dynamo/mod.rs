@@ -12,11 +12,12 @@
 mod codec;
 
 use codec::*;
-pub use codec::{PK, SK, TTL_ATTRIBUTE};
+pub use codec::{PK, SK, SWEEP_AT, SWEEP_DAY, SWEEP_INDEX, TTL_ATTRIBUTE};
 
 use super::{
     completion_key, connections_key, flows_key, idempotency_key, pending_key, AuthorizationStore,
-    ConnectionList, ConnectionStore, IdempotencyRecord, IdempotencyStore, StoreError, Taken,
+    ConnectionList, ConnectionStore, Due, IdempotencyRecord, IdempotencyStore, StoreError, Taken,
+    SWEEP_LOOKBACK_DAYS,
 };
 use crate::domain::{
     AuthorizationRequest, Completion, Connection, ConnectionKey, PendingAuthorization,
@@ -29,10 +30,12 @@ use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
+use std::future::Future;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -67,16 +70,21 @@ impl DynamoStore {
             .table_name(table)
             .billing_mode(BillingMode::PayPerRequest)
             .set_attribute_definitions(Some(
-                [PK, SK]
-                    .into_iter()
-                    .map(|name| {
-                        AttributeDefinition::builder()
-                            .attribute_name(name)
-                            .attribute_type(ScalarAttributeType::S)
-                            .build()
-                    })
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+                [
+                    (PK, ScalarAttributeType::S),
+                    (SK, ScalarAttributeType::S),
+                    (SWEEP_DAY, ScalarAttributeType::S),
+                    (SWEEP_AT, ScalarAttributeType::N),
+                ]
+                .into_iter()
+                .map(|(name, kind)| {
+                    AttributeDefinition::builder()
+                        .attribute_name(name)
+                        .attribute_type(kind)
+                        .build()
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?,
             ))
             .set_key_schema(Some(
                 [(PK, KeyType::Hash), (SK, KeyType::Range)]
@@ -90,6 +98,7 @@ impl DynamoStore {
                     .collect::<Result<_, _>>()
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?,
             ))
+            .global_secondary_indexes(sweep_index()?)
             .send()
             .await;
         match created {
@@ -121,6 +130,7 @@ impl DynamoStore {
             .set_key(Some(connection_key_of(key)))
             .consistent_read(true)
             .send()
+            .timed("GetItem")
             .await
             .map_err(unavailable)?;
         Ok(out.item)
@@ -135,6 +145,7 @@ impl DynamoStore {
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .send()
+            .timed("PutItem")
             .await;
         match written(result)? {
             Written::Done(_) => Ok(()),
@@ -155,12 +166,60 @@ impl DynamoStore {
             .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::None)
             .send()
+            .timed("DeleteItem")
             .await;
         match written(result)? {
             Written::Done(out) => Ok(out.attributes),
             Written::ConditionFailed(_) => Ok(None),
         }
     }
+}
+
+/// Times one DynamoDB call (retries included) as
+/// `metrics::Metric::DynamoDbLatency` under its operation.
+trait Timed: Future + Sized + Send {
+    fn timed(self, operation: &'static str) -> impl Future<Output = Self::Output> + Send {
+        async move {
+            use crate::metrics::{since, Dimension, Metric};
+            let started = std::time::Instant::now();
+            let out = self.await;
+            since(
+                Metric::DynamoDbLatency,
+                started,
+                &[(Dimension::Operation, operation)],
+            );
+            out
+        }
+    }
+}
+
+impl<F: Future + Send> Timed for F {}
+
+/// The sparse index the keep-alive sweep reads, as the template declares it.
+fn sweep_index() -> Result<GlobalSecondaryIndex, StoreError> {
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+    };
+    GlobalSecondaryIndex::builder()
+        .index_name(SWEEP_INDEX)
+        .key_schema(
+            key(SWEEP_DAY, KeyType::Hash).map_err(|e| StoreError::Unavailable(e.to_string()))?,
+        )
+        .key_schema(
+            key(SWEEP_AT, KeyType::Range).map_err(|e| StoreError::Unavailable(e.to_string()))?,
+        )
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .non_key_attributes(VERSION)
+                .non_key_attributes(TTL_ATTRIBUTE)
+                .build(),
+        )
+        .build()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
 }
 
 /// Pages of one user's partition read at most (a page is up to 1 MB).
@@ -254,6 +313,7 @@ impl AuthorizationStore for DynamoStore {
             .expression_attribute_names("#exp", TTL_ATTRIBUTE)
             .expression_attribute_values(":now", n(now))
             .send()
+            .timed("PutItem")
             .await;
         if conditional(started)? {
             return Ok(None);
@@ -274,6 +334,7 @@ impl AuthorizationStore for DynamoStore {
             .expression_attribute_values(":max", n(i64::from(max)))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
+            .timed("UpdateItem")
             .await;
         match written(counted)? {
             Written::Done(_) => Ok(None),
@@ -372,6 +433,7 @@ impl ConnectionStore for DynamoStore {
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
+                .timed("Query")
                 .await
                 .map_err(unavailable)?;
             for item in out.items() {
@@ -425,6 +487,7 @@ impl ConnectionStore for DynamoStore {
             // (token_protocol::ItemState::connected).
             .return_values(ReturnValue::AllOld)
             .send()
+            .timed("PutItem")
             .await
             .map_err(unavailable)?;
         // A retried put that finds its own first attempt (the answer was
@@ -456,6 +519,7 @@ impl ConnectionStore for DynamoStore {
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":v", n(version as i64))
             .send()
+            .timed("UpdateItem")
             .await;
         conditional(result)
     }
@@ -479,6 +543,7 @@ impl ConnectionStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(connection_key_of(key)))
             .send()
+            .timed("DeleteItem")
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -512,6 +577,7 @@ impl ConnectionStore for DynamoStore {
             .expression_attribute_values(":v", n(version as i64))
             .expression_attribute_values(":now", n(now))
             .send()
+            .timed("UpdateItem")
             .await;
         conditional(result)
     }
@@ -529,6 +595,7 @@ impl ConnectionStore for DynamoStore {
             .expression_attribute_names("#lh", LEASE_HOLDER)
             .expression_attribute_values(":holder", AttributeValue::S(holder.to_string()))
             .send()
+            .timed("UpdateItem")
             .await;
         conditional(result).map(|_| ())
     }
@@ -556,6 +623,7 @@ impl ConnectionStore for DynamoStore {
             .expression_attribute_values(":new", n(connection.version as i64))
             .expression_attribute_values(":holder", AttributeValue::S(holder.to_string()))
             .send()
+            .timed("PutItem")
             .await;
         conditional(result)
     }
@@ -575,6 +643,78 @@ impl ConnectionStore for DynamoStore {
             .expression_attribute_names("#v", VERSION)
             .expression_attribute_values(":v", n(version as i64))
             .send()
+            .timed("DeleteItem")
+            .await;
+        conditional(result)
+    }
+
+    async fn due_connections(&self, now: i64, limit: usize) -> Result<Vec<Due>, StoreError> {
+        let today = now.div_euclid(86_400);
+        let mut due = Vec::new();
+        for day in today - SWEEP_LOOKBACK_DAYS..=today {
+            let mut start: Option<Item> = None;
+            // Bounded: `limit` items at most are kept, a page holds many.
+            for _ in 0..MAX_LIST_PAGES {
+                if due.len() >= limit {
+                    return Ok(due);
+                }
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(SWEEP_INDEX)
+                    .key_condition_expression("#d = :d AND #at <= :now")
+                    .expression_attribute_names("#d", SWEEP_DAY)
+                    .expression_attribute_names("#at", SWEEP_AT)
+                    .expression_attribute_values(":d", sweep_day(day * 86_400))
+                    .expression_attribute_values(":now", n(now))
+                    .limit((limit - due.len()).min(1000) as i32)
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .timed("Query")
+                    .await
+                    .map_err(unavailable)?;
+                for item in out.items() {
+                    let (Some(user), Some(team)) = (user_of(item), team_of(item)) else {
+                        continue;
+                    };
+                    due.push(Due {
+                        key: ConnectionKey::new(&user, team),
+                        version: number(item, VERSION)?.unwrap_or_default().max(0) as u64,
+                        sweep_at: number(item, SWEEP_AT)?.unwrap_or_default(),
+                        refresh_expires_at: number(item, TTL_ATTRIBUTE)?,
+                    });
+                }
+                match out.last_evaluated_key {
+                    Some(last) if !last.is_empty() => start = Some(last),
+                    _ => break,
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    async fn reschedule_sweep(
+        &self,
+        key: &ConnectionKey,
+        version: u64,
+        sweep_at: i64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(connection_key_of(key)))
+            .update_expression("SET #d = :d, #at = :at")
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#d", SWEEP_DAY)
+            .expression_attribute_names("#at", SWEEP_AT)
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_values(":d", sweep_day(sweep_at))
+            .expression_attribute_values(":at", n(sweep_at))
+            .expression_attribute_values(":v", n(version as i64))
+            .send()
+            .timed("UpdateItem")
             .await;
         conditional(result)
     }
@@ -592,6 +732,7 @@ impl ConnectionStore for DynamoStore {
                 .table_name(&self.table)
                 .set_key(Some(key_of(&key, DEFAULT_TEAM)))
                 .send()
+                .timed("DeleteItem")
                 .await
                 .map_err(unavailable)?;
             return Ok(true);
@@ -616,7 +757,7 @@ impl ConnectionStore for DynamoStore {
                 .expression_attribute_names("#pk", PK),
             false => put,
         };
-        conditional(put.send().await)
+        conditional(put.send().timed("PutItem").await)
     }
 }
 
@@ -642,6 +783,7 @@ impl IdempotencyStore for DynamoStore {
             .expression_attribute_values(":now", n(now))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
+            .timed("PutItem")
             .await;
         match written(result)? {
             Written::Done(_) => Ok(None),
@@ -669,6 +811,7 @@ impl IdempotencyStore for DynamoStore {
             .table_name(&self.table)
             .set_item(Some(self.codec.idempotency_item(&id, record)?))
             .send()
+            .timed("PutItem")
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -680,6 +823,7 @@ impl IdempotencyStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key_of(&idempotency_key(user, key), SINGLE)))
             .send()
+            .timed("DeleteItem")
             .await
             .map_err(unavailable)?;
         Ok(())
