@@ -229,10 +229,7 @@ impl ConnectionStore for MemoryStore {
                 }
             }
         }
-        list.live.sort_by(|a, b| {
-            (a.profile.connected_at, &a.key.team_id).cmp(&(b.profile.connected_at, &b.key.team_id))
-        });
-        Ok(list)
+        Ok(list.oldest_first())
     }
 
     async fn get_connection(

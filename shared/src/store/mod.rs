@@ -72,6 +72,17 @@ pub trait AuthorizationStore: Send + Sync {
     ) -> Result<Taken<Completion>, StoreError>;
 }
 
+impl ConnectionList {
+    /// `live` in the order the API lists it (and the default falls back to):
+    /// oldest first, the team id between equals.
+    pub fn oldest_first(mut self) -> Self {
+        self.live.sort_by(|a, b| {
+            (a.profile.connected_at, &a.key.team_id).cmp(&(b.profile.connected_at, &b.key.team_id))
+        });
+        self
+    }
+}
+
 /// A connection the sweep should look at, as the index knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Due {
