@@ -17,23 +17,46 @@ use tokio::sync::{mpsc, watch, Mutex};
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
-/// What to run: a program and its arguments.
+/// What to run: a program and its arguments, and the function's timeout
+/// (each invocation's deadline).
 #[derive(Clone)]
 pub struct Spawn {
     program: PathBuf,
     args: Vec<String>,
+    timeout: Duration,
 }
 
 impl Spawn {
     pub fn program(program: PathBuf, args: Vec<String>) -> Self {
-        Self { program, args }
+        Self {
+            program,
+            args,
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 }
+
+/// What a function process wrote on stdout (its logs): the first lines, and
+/// how many bytes in all (CloudWatch Logs bills the bytes).
+#[derive(Default)]
+pub struct Output {
+    pub lines: Vec<String>,
+    pub bytes: usize,
+}
+
+/// Lines kept per process: enough for a cold start's and a few requests'.
+const KEPT_LINES: usize = 200;
 
 struct Shared {
     events: Mutex<mpsc::Receiver<(String, Value)>>,
     answers: mpsc::Sender<(String, Instant, Value)>,
     ready: watch::Sender<Option<Instant>>,
+    timeout: Duration,
 }
 
 pub struct Instance {
@@ -44,6 +67,8 @@ pub struct Instance {
     answers: mpsc::Receiver<(String, Instant, Value)>,
     ready: watch::Receiver<Option<Instant>>,
     server: tokio::task::JoinHandle<()>,
+    output: Arc<std::sync::Mutex<Output>>,
+    timeout: Duration,
 }
 
 impl Instance {
@@ -55,6 +80,7 @@ impl Instance {
             events: Mutex::new(events_rx),
             answers: answers_tx,
             ready: ready_tx,
+            timeout: spawn.timeout,
         });
         let router = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -68,7 +94,7 @@ impl Instance {
             let _ = axum::serve(listener, router).await;
         });
         let started = Instant::now();
-        let child = tokio::process::Command::new(&spawn.program)
+        let mut child = tokio::process::Command::new(&spawn.program)
             .args(&spawn.args)
             .envs([
                 ("AWS_LAMBDA_RUNTIME_API", api.as_str()),
@@ -83,11 +109,27 @@ impl Instance {
             ])
             .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()?;
         let pid = child.id().ok_or("no pid")?;
+        let output = Arc::new(std::sync::Mutex::new(Output::default()));
+        if let Some(stdout) = child.stdout.take() {
+            let output = output.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let mut lines = tokio::io::BufReader::new(stdout).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Ok(mut o) = output.lock() {
+                        o.bytes += line.len() + 1;
+                        if o.lines.len() < KEPT_LINES {
+                            o.lines.push(line);
+                        }
+                    }
+                }
+            });
+        }
         Ok(Self {
             child,
             pid,
@@ -96,7 +138,17 @@ impl Instance {
             answers: answers_rx,
             ready: ready_rx,
             server,
+            output,
+            timeout: spawn.timeout,
         })
+    }
+
+    /// Bytes written to stdout so far, and the first lines.
+    pub fn output(&self) -> (usize, Vec<String>) {
+        self.output
+            .lock()
+            .map(|o| (o.bytes, o.lines.clone()))
+            .unwrap_or_default()
     }
 
     /// How long the process took to ask for its first event.
@@ -108,21 +160,27 @@ impl Instance {
 
     /// One invocation: the time until the answer, and its `statusCode`.
     pub async fn invoke(&mut self, event: Value) -> Result<(Duration, u16), Failure> {
+        let (latency, body) = self.invoke_for(event).await?;
+        let status = body
+            .get("statusCode")
+            .and_then(Value::as_u64)
+            .unwrap_or(200) as u16;
+        Ok((latency, status))
+    }
+
+    /// One invocation: the time until the answer, and the answer.
+    pub async fn invoke_for(&mut self, event: Value) -> Result<(Duration, Value), Failure> {
         let id = uuid::Uuid::new_v4().to_string();
         let sent = Instant::now();
         self.events.send((id.clone(), event)).await?;
         let (answered, at, body) =
-            tokio::time::timeout(Duration::from_secs(60), self.answers.recv())
+            tokio::time::timeout(self.timeout + Duration::from_secs(5), self.answers.recv())
                 .await?
                 .ok_or("the function process went away")?;
         if answered != id {
             return Err("answer to another invocation".into());
         }
-        let status = body
-            .get("statusCode")
-            .and_then(Value::as_u64)
-            .unwrap_or(200) as u16;
-        Ok((at - sent, status))
+        Ok((at - sent, body))
     }
 
     /// CPU time so far, every thread, in milliseconds (schedstat is in ns).
@@ -177,7 +235,7 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
     let mut headers = HeaderMap::new();
     let deadline = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() + 60_000)
+        .map(|d| d.as_millis() + shared.timeout.as_millis())
         .unwrap_or_default();
     for (k, v) in [
         ("lambda-runtime-aws-request-id", id),
