@@ -1,6 +1,6 @@
 //! The keep-alive sweep, run on a schedule (EventBridge Scheduler): refreshes
 //! connections whose refresh token ends soon, probes idle ones, removes and
-//! announces the dead ones (`Service::sweep`). It stops before its
+//! announces the dead ones (`Service::sweep`). It stops well before its
 //! invocation's time is up; what is left is due at the next run.
 
 use lambda_runtime::{Error, LambdaEvent};
@@ -18,8 +18,10 @@ pub const NEEDS: Needs = Needs {
 };
 
 /// Time kept back from the invocation's deadline: the connection in hand
-/// (a refresh, a probe, their writes) finishes within it.
-const MARGIN: Duration = Duration::from_secs(20);
+/// finishes within it (its read, the lease, a refresh, the token write and
+/// a probe: about 30 s at the bounds of `AWS_OPERATION_TIMEOUT_MS` and
+/// `MIRO_TIMEOUT_MS`). A sweep cut mid-refresh would lose the new tokens.
+const MARGIN: Duration = Duration::from_secs(40);
 
 /// The scheduler's event carries nothing the sweep needs.
 pub async fn handle(

@@ -4,9 +4,9 @@
 use super::{ErrorBody, Service, REFRESH_TOKEN_LIFETIME_SECONDS};
 use crate::clock::rfc3339;
 use crate::domain::{
-    first_version, is_miro_id, next_sweep, AuthorizationRequest, Board, BoardRequest, Completion,
-    Connection, ConnectionKey, ConnectionProfile, ConnectionView, FlowStarted, Invitations,
-    PendingAuthorization,
+    default_connection, first_version, is_miro_id, next_sweep, AuthorizationRequest, Board,
+    BoardRequest, Completion, Connection, ConnectionKey, ConnectionProfile, ConnectionView,
+    FlowStarted, Invitations, PendingAuthorization,
 };
 use crate::error::Error;
 use crate::events::Lifecycle;
@@ -305,6 +305,7 @@ impl Service {
         };
         let connection = self.connection_from_grant(user, grant).await?;
         let key = &connection.key;
+        let default_team = self.default_after_connecting(user, &key.team_id).await;
         let replaced = self.store.put_connection(&connection).await?;
         tracing::info!(user = %user, team = %key.team_id, "Miro connected");
         self.announce(Lifecycle::Connected {
@@ -313,12 +314,6 @@ impl Service {
             miro_user_id: connection.profile.miro_user_id.clone(),
         })
         .await;
-        // The first connection becomes the default; a later one does not
-        // take it over.
-        let made_default = self
-            .store
-            .set_default_team(user, Some(&key.team_id), true)
-            .await?;
         if let Some(old) = replaced {
             // Best effort: the replaced grant must not live on at Miro.
             match self.revoke_grant(&old).await {
@@ -347,17 +342,40 @@ impl Service {
                 Err(e) => (None, None, Some(ErrorBody::from(&e))),
             },
         };
-        let default = made_default || {
-            let list = self.store.list_connections(user, self.clock.now()).await?;
-            crate::domain::default_connection(&list.live, list.default_team.as_deref())
-                .is_some_and(|d| d.key == connection.key)
-        };
         Ok(Completed {
-            connection: ConnectionView::of(&connection, default),
+            connection: ConnectionView::of(&connection, default_team == connection.key.team_id),
             board,
             invitations,
             board_error,
         })
+    }
+
+    /// Which team boards without one go to once a connection for `team` is
+    /// stored: the one they went to so far (a choice whose connection is
+    /// gone gives way to the connection that served in its place, so a
+    /// reconnect never takes the default back), else `team`, the first.
+    /// Best effort: the code is spent, so nothing here may fail the connect.
+    async fn default_after_connecting(&self, user: &AppUser, team: &str) -> String {
+        let list = match self.store.list_connections(user, self.clock.now()).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(user = %user, error = %e, "connections not listed; the default left as it is");
+                return String::new();
+            }
+        };
+        let chosen = default_connection(&list.live, list.default_team.as_deref())
+            .map_or(team, |c| c.key.team_id.as_str())
+            .to_string();
+        if list.default_team.as_deref() != Some(chosen.as_str()) {
+            if let Err(e) = self
+                .store
+                .set_default_team(user, Some(&chosen), false)
+                .await
+            {
+                tracing::warn!(user = %user, error = %e, "default team not recorded");
+            }
+        }
+        chosen
     }
 
     /// The connection a grant makes: keyed by the team Miro named in the

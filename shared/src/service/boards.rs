@@ -259,10 +259,13 @@ impl Service {
         chunk: &InvitationChunk,
         deadline: Deadline,
     ) -> Result<Vec<FailedInvitation>, Error> {
+        // Resuming: the connection of the team the board is in (the
+        // default may have moved since).
+        let team = board.team.as_ref().map(|t| t.id.as_str());
         let mut current = match connection.take() {
             Some(c) => c,
             None => self
-                .connection_for(user, request.team_id.as_deref())
+                .connection_for(user, team.or(request.team_id.as_deref()))
                 .await?
                 // Never a new flow here: its intent would make a second board.
                 .ok_or(Error::AuthorizationRequired(None))?,

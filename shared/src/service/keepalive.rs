@@ -122,6 +122,7 @@ impl Service {
         }
         match self.miro.token_context(&current.access_token).await {
             Ok(_) => {
+                report.probed += 1;
                 if !refreshed {
                     // Alive and unchanged: look again after another idle spell.
                     let next = next_sweep(now, current.refresh_expires_at, self.config.keep_alive);
@@ -132,7 +133,6 @@ impl Service {
                     {
                         tracing::warn!(user = %key.user, error = %e, "sweep: not rescheduled");
                     }
-                    report.probed += 1;
                 }
                 true
             }
@@ -164,7 +164,8 @@ impl Service {
 
     /// A due entry whose connection does not read: forgotten with its
     /// revocation pending (tried again here), lapsed (removed and
-    /// announced), or already gone.
+    /// announced), gone, or with tokens no key of the ring opens (left to
+    /// its TTL, and not looked at again before).
     async fn settle_unreadable(&self, due: &Due, report: &mut SweepReport) -> bool {
         let key = &due.key;
         let now = self.clock.now();
@@ -193,7 +194,12 @@ impl Service {
                     return false;
                 }
             }
+            return true;
         }
+        // Alive but unopenable (or gone: then nothing is written). Due again
+        // only when it lapses, so it never holds up the others.
+        let until = due.refresh_expires_at.unwrap_or(now + RETRY_SECONDS);
+        let _ = self.store.reschedule_sweep(key, due.version, until).await;
         true
     }
 

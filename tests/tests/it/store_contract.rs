@@ -639,6 +639,65 @@ async fn connections_are_per_team_and_listed_in_one_read(store: Arc<dyn Store>) 
     );
 }
 
+async fn due_connections_come_by_their_sweep_time_and_move_on(store: Arc<dyn Store>) {
+    let t = now();
+    let at = |owner: &str, sweep_at: i64| Connection {
+        sweep_at,
+        ..connection(owner, Some(t + 50 * 86_400))
+    };
+    let (late, due, later) = (
+        at("due-1", t - 3 * 86_400),
+        at("due-2", t - 5),
+        at("due-3", t + 60),
+    );
+    for c in [&late, &due, &later] {
+        store.put_connection(c).await.expect("put");
+    }
+    let mine = |list: Vec<miro_connect::store::Due>| -> Vec<(String, i64)> {
+        list.into_iter()
+            .filter(|d| d.key.user.as_str().starts_with("due-"))
+            .map(|d| (d.key.user.to_string(), d.sweep_at))
+            .collect()
+    };
+    let found = mine(store.due_connections(t, 100).await.expect("due"));
+    assert_eq!(
+        found,
+        vec![
+            ("due-1".to_string(), late.sweep_at),
+            ("due-2".to_string(), due.sweep_at)
+        ],
+        "the due ones, oldest first; not the one due later"
+    );
+    let listed = store.due_connections(t, 100).await.expect("due");
+    let first = listed.iter().find(|d| d.key == late.key).expect("listed");
+    assert_eq!(first.version, late.version);
+    assert_eq!(first.refresh_expires_at, late.refresh_expires_at);
+
+    assert!(
+        !store
+            .reschedule_sweep(&late.key, late.version + 1, t + 7 * 86_400)
+            .await
+            .expect("reschedule"),
+        "only at its version"
+    );
+    assert!(store
+        .reschedule_sweep(&late.key, late.version, t + 7 * 86_400)
+        .await
+        .expect("reschedule"));
+    assert_eq!(
+        mine(store.due_connections(t, 100).await.expect("due")),
+        vec![("due-2".to_string(), due.sweep_at)]
+    );
+    assert_eq!(
+        store
+            .get_connection(&late.key, t)
+            .await
+            .expect("get")
+            .map(|c| c.sweep_at),
+        Some(t + 7 * 86_400)
+    );
+}
+
 macro_rules! contract {
     ($adapter:ident, $make:expr) => {
         mod $adapter {
@@ -683,6 +742,10 @@ macro_rules! contract {
             #[tokio::test]
             async fn idempotency_claims_settle_and_release() {
                 super::idempotency_claims_settle_and_release($make.await).await
+            }
+            #[tokio::test]
+            async fn due_connections_come_by_their_sweep_time_and_move_on() {
+                super::due_connections_come_by_their_sweep_time_and_move_on($make.await).await
             }
             #[tokio::test]
             async fn connections_are_per_team_and_listed_in_one_read() {

@@ -432,3 +432,33 @@ async fn concurrent_creations_on_two_teams_in_two_processes_refresh_each_team_on
         assert_ne!(now.refresh_token, old.refresh_token);
     }
 }
+
+#[tokio::test]
+async fn a_reconnect_never_takes_the_default_back() {
+    use miro_connect::store::ConnectionStore;
+    let app = TestApp::new().await;
+    connect_team(&app, "jan", TEAM_ID).await;
+    connect_team(&app, "jan", SECOND_TEAM_ID).await;
+    // The default team's connection ends without the user asking (a dead
+    // grant removes it): boards go to the other one from then on.
+    let first = app.connection("jan").await.expect("connected");
+    assert!(app
+        .store
+        .delete_connection_at(&first.key, first.version)
+        .await
+        .expect("delete"));
+    assert_eq!(
+        teams_of(&list(&app, "jan").await),
+        vec![(SECOND_TEAM_ID.into(), true)]
+    );
+
+    let again = connect_team(&app, "jan", TEAM_ID).await;
+    assert_eq!(again.json()["connection"]["default"], false);
+    assert_eq!(
+        teams_of(&list(&app, "jan").await),
+        vec![(SECOND_TEAM_ID.into(), true), (TEAM_ID.into(), false)],
+        "the team that served as default stays it"
+    );
+    let unnamed = board_in(&app, "jan", None, "Where it went").await;
+    assert_eq!(unnamed.json()["board"]["team"]["id"], SECOND_TEAM_ID);
+}

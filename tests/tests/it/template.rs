@@ -516,6 +516,23 @@ fn every_role_reaches_only_the_item_kinds_it_uses() {
                 "{name} updates counters or leases"
             );
         }
+        // Whoever touches connections may refresh one, and a refresh's new
+        // tokens are written with PutItem: without it Miro's rotation would
+        // kill the connection (an emulator and DynamoDB Local enforce no IAM).
+        if kinds.contains(&"CONN#") {
+            for needed in [
+                "dynamodb:GetItem",
+                "dynamodb:Query",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+            ] {
+                assert!(
+                    actions.iter().any(|a| a == needed),
+                    "{name} reads and refreshes connections: it needs {needed}"
+                );
+            }
+        }
         // A user's connections are listed with a Query of their partition
         // (CONN#<user>), which LeadingKeys bounds as it bounds single items.
         assert_eq!(
