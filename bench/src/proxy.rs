@@ -144,9 +144,11 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     };
     let metered = matches!(shared.key, Key::AmzTarget)
         && (READS.contains(&name.as_str()) || WRITES.contains(&name.as_str()));
+    let mut consistent = false;
     if metered {
         // DynamoDB Local checks no signature: the body may gain a field.
         if let Ok(serde_json::Value::Object(mut call)) = serde_json::from_slice(&bytes) {
+            consistent = call.get("ConsistentRead") == Some(&serde_json::Value::Bool(true));
             call.insert("ReturnConsumedCapacity".into(), "TOTAL".into());
             if let Ok(b) = serde_json::to_vec(&call) {
                 bytes = b.into();
@@ -174,7 +176,7 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             let headers = answer.headers().clone();
             let body = answer.bytes().await.unwrap_or_default();
             if metered {
-                count_units(&shared, &name, status.as_u16(), &body);
+                count_units(&shared, &name, status.as_u16(), &body, consistent);
             }
             let mut response = Response::new(Body::from(body));
             *response.status_mut() = status;
@@ -189,8 +191,10 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     }
 }
 
-/// Adds a DynamoDB answer's consumed capacity to the tally.
-fn count_units(shared: &Shared, name: &str, status: u16, body: &[u8]) {
+/// Adds a DynamoDB answer's consumed capacity to the tally. A read bills at
+/// least one unit (half of one when eventually consistent) even when it
+/// finds nothing; DynamoDB Local then reports none.
+fn count_units(shared: &Shared, name: &str, status: u16, body: &[u8], consistent: bool) {
     let answer: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let capacity = |c: &serde_json::Value| c["CapacityUnits"].as_f64().unwrap_or(0.0);
     let mut units = match &answer["ConsumedCapacity"] {
@@ -212,7 +216,7 @@ fn count_units(shared: &Shared, name: &str, status: u16, body: &[u8]) {
         if WRITES.contains(&name) {
             u.write += units;
         } else {
-            u.read += units;
+            u.read += units.max(if consistent { 1.0 } else { 0.5 });
         }
     }
 }

@@ -1,0 +1,520 @@
+//! A burst of `Create Miro Board` events: thousands of messages on an SQS
+//! queue (moto), drained by the consumer's real binary under this
+//! benchmark's Runtime API, with a small event source mapping of its own
+//! (as many pollers as the template's `MaximumConcurrency`, its batch size,
+//! partial batch responses, the queue's visibility timeout and dead-letter
+//! queue as the template sets them), against the emulator with Miro's
+//! per-user credit limits, each app user a Miro user of their own.
+
+use super::{
+    aws, connect_as, consumer_function, fmt3, mmm, our_table, runtime, rust_bin, rust_env, service,
+    settings, Env, Failure, Plan, REDIRECT_URI,
+};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
+};
+use miro_emulator::{Emulator, EmulatorConfig};
+use serde_json::json;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Miro's limit: 100,000 credits per user per minute; a board is a Level 3
+/// call (500 credits), so about 200 boards a minute per user.
+pub const MIRO_CREDITS_PER_MINUTE: u64 = 100_000;
+pub const MIRO_WINDOW_SECONDS: i64 = 60;
+pub const BOARDS_PER_WINDOW: usize = (MIRO_CREDITS_PER_MINUTE / 500) as usize;
+
+/// The event source mapping and the queue, as the template sets them.
+#[derive(Clone, Copy, Debug)]
+pub struct Mapping {
+    pub max_concurrency: usize,
+    pub batch_size: usize,
+    pub visibility_timeout_s: i64,
+    pub max_receive_count: usize,
+    pub function_timeout_s: u64,
+}
+
+/// How a burst's events fall on its users.
+#[derive(Clone, Copy)]
+pub enum Shape {
+    /// Every user the same number of boards.
+    Even,
+    /// 1% of the users ask 250 boards each (more than a minute of Miro's
+    /// limit), the rest share what is left.
+    Hot,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Even => "even",
+            Shape::Hot => "hot users",
+        }
+    }
+
+    /// Boards per user.
+    fn counts(self, events: usize, users: usize) -> Vec<usize> {
+        let mut counts = vec![0; users];
+        let hot = match self {
+            Shape::Even => 0,
+            Shape::Hot => (users / 100).max(1),
+        };
+        let mut left = events;
+        for c in counts.iter_mut().take(hot) {
+            *c = 250.min(left);
+            left -= *c;
+        }
+        let rest = users - hot;
+        for (i, c) in counts.iter_mut().skip(hot).enumerate() {
+            *c = left / rest + usize::from(i < left % rest);
+        }
+        counts
+    }
+}
+
+/// The least time Miro's limits allow for these counts: a user's boards
+/// past each window's 200 wait for the next window.
+fn floor_seconds(counts: &[usize]) -> f64 {
+    let windows = counts
+        .iter()
+        .map(|n| n.div_ceil(BOARDS_PER_WINDOW).max(1))
+        .max()
+        .unwrap_or(1);
+    ((windows - 1) as i64 * MIRO_WINDOW_SECONDS) as f64
+}
+
+#[derive(Default)]
+struct Run {
+    enqueue_s: f64,
+    drain_s: f64,
+    finished: bool,
+    boards: usize,
+    distinct: usize,
+    dead: usize,
+    rate_limited: usize,
+    invocations: usize,
+    handed_back: usize,
+    consumer_cpu_ms: f64,
+}
+
+/// A deterministic shuffle (xorshift), so that users interleave on the queue.
+fn shuffle<T>(v: &mut [T], mut seed: u64) {
+    for i in (1..v.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        v.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+}
+
+pub async fn section(
+    env: &Env,
+    plan: Plan,
+    mapping: Mapping,
+    out: &mut String,
+) -> Result<(), Failure> {
+    let emulator = Emulator::start(EmulatorConfig {
+        redirect_uris: vec![REDIRECT_URI.into()],
+        access_token_lifetime: Some(3599),
+        credit_rate_limit: Some((MIRO_CREDITS_PER_MINUTE, MIRO_WINDOW_SECONDS)),
+        ..EmulatorConfig::default()
+    })
+    .await?;
+    let table = our_table(&env.ddb, "bench-burst").await?;
+    let s = settings(&emulator, &table);
+    let svc = Arc::new(service(&s, &env.ddb, &env.keys).await?);
+    let users = plan.burst_users;
+    let connecting = Instant::now();
+    // Each app user consents as a Miro user of their own.
+    let mut tasks = tokio::task::JoinSet::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    for _ in 0..8 {
+        let (svc, next) = (svc.clone(), next.clone());
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= users {
+                    return Ok::<(), String>(());
+                }
+                let miro_user = (4_000_000_000u64 + i as u64).to_string();
+                connect_as(&svc, &format!("burst-{i}"), Some(&miro_user))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    eprintln!(
+        "burst: {users} users connected in {:.0} s",
+        connecting.elapsed().as_secs_f64()
+    );
+
+    let sqs = aws_sdk_sqs::Client::new(&aws(&env.moto).await);
+    let mut vars = rust_env(env, &s);
+    vars.push(("EVENT_BUS_NAME".into(), "default".into()));
+    let spawn = rust_bin(env, consumer_function())
+        .with_timeout(Duration::from_secs(mapping.function_timeout_s));
+
+    writeln!(out, "\n## A burst of events\n\n{} `Create Miro Board` events for {users} app users, each consenting \
+        as a Miro user of their own, put on an SQS queue (moto) at once and drained by the consumer's release binary \
+        under the benchmark's Runtime API. The benchmark plays the event source mapping as the template sets it: \
+        {} pollers (`MaximumConcurrency`), batches of up to {}, partial batch responses, a visibility timeout of {} s \
+        and a dead-letter queue after {} receives; each invocation's deadline is the function's timeout ({} s). The \
+        emulator counts Miro's credits per Miro user: {MIRO_CREDITS_PER_MINUTE} a minute, 500 a board, so {BOARDS_PER_WINDOW} \
+        boards a minute per user. The floor is the least time those limits allow: a user's boards past a window's \
+        {BOARDS_PER_WINDOW} wait for the next window. {} runs of each shape.\n",
+        plan.burst_events, mapping.max_concurrency, mapping.batch_size, mapping.visibility_timeout_s,
+        mapping.max_receive_count, mapping.function_timeout_s, plan.burst_runs)?;
+    writeln!(out, "| shape | floor (s) | drain (s) | drain / floor | boards made | distinct | dead-lettered | 429s from Miro | invocations | handed back | consumer CPU per board (ms) |\n|---|---|---|---|---|---|---|---|---|---|---|")?;
+    let mut last_end = Instant::now();
+    let mut enqueue = vec![];
+    for (k, shape) in [Shape::Even, Shape::Hot].into_iter().enumerate() {
+        let counts = shape.counts(plan.burst_events, users);
+        let floor = floor_seconds(&counts);
+        let mut runs = vec![];
+        for r in 0..plan.burst_runs {
+            // Hot users start on fresh windows: every window of the last run
+            // is over (the emulator's clock is left alone, so that its
+            // X-RateLimit-Reset means what it says to the consumer).
+            if matches!(shape, Shape::Hot) {
+                let since = last_end.elapsed();
+                let window = Duration::from_secs(MIRO_WINDOW_SECONDS as u64 + 1);
+                if since < window {
+                    tokio::time::sleep(window - since).await;
+                }
+            }
+            let tag = format!("B{k}{r}-");
+            let run = one_run(
+                &sqs,
+                &emulator,
+                &spawn,
+                &vars,
+                mapping,
+                &counts,
+                &tag,
+                (k * 100 + r) as u64 + 7,
+            )
+            .await?;
+            eprintln!(
+                "burst {} run {}: drain {:.1} s (floor {floor:.0} s), {} boards, {} 429s, {} invocations, {} handed back, {} dead",
+                shape.name(), r + 1, run.drain_s, run.boards, run.rate_limited, run.invocations, run.handed_back, run.dead
+            );
+            runs.push(run);
+            last_end = Instant::now();
+        }
+        let f = |g: fn(&Run) -> f64| mmm(runs.iter().map(g).collect());
+        let whole = |g: fn(&Run) -> f64| {
+            let (a, b, c) = f(g);
+            if a == c {
+                format!("{b:.0}")
+            } else {
+                format!("{a:.0} / {b:.0} / {c:.0}")
+            }
+        };
+        let drain = f(|r| r.drain_s);
+        let unfinished = runs.iter().filter(|r| !r.finished).count();
+        writeln!(
+            out,
+            "| {}{} | {floor:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            shape.name(),
+            if unfinished > 0 {
+                format!(" ({unfinished} runs did not drain)")
+            } else {
+                String::new()
+            },
+            fmt3(drain, ""),
+            if floor > 0.0 {
+                fmt3((drain.0 / floor, drain.1 / floor, drain.2 / floor), "x")
+            } else {
+                "(floor 0)".into()
+            },
+            whole(|r| r.boards as f64),
+            whole(|r| r.distinct as f64),
+            whole(|r| r.dead as f64),
+            whole(|r| r.rate_limited as f64),
+            whole(|r| r.invocations as f64),
+            whole(|r| r.handed_back as f64),
+            fmt3(f(|r| r.consumer_cpu_ms / r.boards.max(1) as f64), ""),
+        )?;
+        enqueue.extend(runs.iter().map(|r| r.enqueue_s));
+    }
+    writeln!(
+        out,
+        "\nPutting the events on the queue took {} s (not part of the drain). The pollers short-poll \
+         (moto's long poll holds up its other callers) and wait 250 ms when the queue has nothing visible.",
+        fmt3(mmm(enqueue), "")
+    )?;
+    Ok(())
+}
+
+/// One burst: a fresh queue and dead-letter queue, every event on it, the
+/// consumer's pollers until every message is deleted or dead-lettered.
+#[allow(clippy::too_many_arguments)]
+async fn one_run(
+    sqs: &aws_sdk_sqs::Client,
+    emulator: &Emulator,
+    spawn: &runtime::Spawn,
+    vars: &[(String, String)],
+    mapping: Mapping,
+    counts: &[usize],
+    tag: &str,
+    seed: u64,
+) -> Result<Run, Failure> {
+    let mut run = Run::default();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let dlq = sqs
+        .create_queue()
+        .queue_name(format!("burst-dlq-{id}"))
+        .send()
+        .await?;
+    let dlq_url = dlq.queue_url().ok_or("no DLQ url")?.to_string();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .ok_or("no DLQ arn")?;
+    let redrive =
+        json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": mapping.max_receive_count })
+            .to_string();
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("burst-{id}"))
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            mapping.visibility_timeout_s.to_string(),
+        )
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .send()
+        .await?;
+    let queue_url = queue.queue_url().ok_or("no queue url")?.to_string();
+
+    // The events, users interleaved.
+    let mut owners: Vec<usize> = counts
+        .iter()
+        .enumerate()
+        .flat_map(|(u, n)| std::iter::repeat_n(u, *n))
+        .collect();
+    shuffle(&mut owners, seed);
+    let total = owners.len();
+    let bodies: Vec<String> = owners
+        .iter()
+        .enumerate()
+        .map(|(n, u)| {
+            let detail = json!({ "user_id": format!("burst-{u}"), "board": { "name": format!("{tag}{n}") },
+                "idempotency_key": uuid::Uuid::new_v4().to_string() });
+            json!({ "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Create Miro Board",
+                "source": "bench", "account": "000000000000", "region": "us-east-1", "resources": [], "detail": detail })
+            .to_string()
+        })
+        .collect();
+    let enqueue = Instant::now();
+    let chunks: Vec<Vec<String>> = bodies.chunks(10).map(<[String]>::to_vec).collect();
+    let mut sends = tokio::task::JoinSet::new();
+    let chunks = Arc::new(std::sync::Mutex::new(chunks));
+    for _ in 0..8 {
+        let (sqs, queue_url, chunks) = (sqs.clone(), queue_url.clone(), chunks.clone());
+        sends.spawn(async move {
+            loop {
+                let Some(chunk) = chunks.lock().map_err(|e| e.to_string())?.pop() else {
+                    return Ok::<(), String>(());
+                };
+                let entries = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .message_body(b)
+                            .build()
+                            .map_err(|e| e.to_string())
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let sent = sqs
+                    .send_message_batch()
+                    .queue_url(&queue_url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+                if !sent.failed().is_empty() {
+                    return Err("a message was not sent".into());
+                }
+            }
+        });
+    }
+    while let Some(done) = sends.join_next().await {
+        done??;
+    }
+    run.enqueue_s = enqueue.elapsed().as_secs_f64();
+
+    let limited_before = emulator.rate_limit_stats().0;
+    let deleted = Arc::new(AtomicUsize::new(0));
+    let invocations = Arc::new(AtomicUsize::new(0));
+    let handed_back = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let last_delete = Arc::new(std::sync::Mutex::new(Instant::now()));
+    let started = Instant::now();
+    let mut pollers = tokio::task::JoinSet::new();
+    for _ in 0..mapping.max_concurrency {
+        let mut instance = runtime::Instance::start(spawn, vars).await?;
+        instance.wait_ready(Duration::from_secs(30)).await?;
+        let (sqs, queue_url) = (sqs.clone(), queue_url.clone());
+        let (deleted, invocations, handed_back, done, last_delete) = (
+            deleted.clone(),
+            invocations.clone(),
+            handed_back.clone(),
+            done.clone(),
+            last_delete.clone(),
+        );
+        let batch = mapping.batch_size as i32;
+        pollers.spawn(async move {
+            let outcome: Result<(), Failure> = async {
+                while !done.load(Ordering::SeqCst) {
+                    // Short polls: moto's long poll holds up its other
+                    // callers (the consumers' own puts among them).
+                    let got = sqs
+                        .receive_message()
+                        .queue_url(&queue_url)
+                        .max_number_of_messages(batch)
+                        .message_system_attribute_names(MessageSystemAttributeName::All)
+                        .send()
+                        .await?;
+                    let messages = got.messages();
+                    if messages.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                        continue;
+                    }
+                    let records: Vec<serde_json::Value> = messages
+                        .iter()
+                        .map(|m| {
+                            let attributes: serde_json::Map<String, serde_json::Value> = m
+                                .attributes()
+                                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_string(), v.clone().into())).collect())
+                                .unwrap_or_default();
+                            json!({ "messageId": m.message_id(), "receiptHandle": m.receipt_handle(),
+                                "body": m.body(), "attributes": attributes, "messageAttributes": {},
+                                "md5OfBody": m.md5_of_body(), "eventSource": "aws:sqs",
+                                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:burst", "awsRegion": "us-east-1" })
+                        })
+                        .collect();
+                    let (_, answer) = instance.invoke_for(json!({ "Records": records })).await?;
+                    invocations.fetch_add(1, Ordering::SeqCst);
+                    let failed: Vec<String> = answer["batchItemFailures"]
+                        .as_array()
+                        .map(|f| f.iter().filter_map(|x| x["itemIdentifier"].as_str().map(str::to_string)).collect())
+                        .unwrap_or_default();
+                    handed_back.fetch_add(failed.len(), Ordering::SeqCst);
+                    let entries = messages
+                        .iter()
+                        .filter(|m| !failed.iter().any(|f| Some(f.as_str()) == m.message_id()))
+                        .enumerate()
+                        .map(|(i, m)| {
+                            DeleteMessageBatchRequestEntry::builder()
+                                .id(i.to_string())
+                                .set_receipt_handle(m.receipt_handle().map(str::to_string))
+                                .build()
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if !entries.is_empty() {
+                        let n = entries.len();
+                        sqs.delete_message_batch().queue_url(&queue_url).set_entries(Some(entries)).send().await?;
+                        deleted.fetch_add(n, Ordering::SeqCst);
+                        if let Ok(mut at) = last_delete.lock() {
+                            *at = Instant::now();
+                        }
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            let cpu = instance.cpu_ms();
+            instance.stop().await;
+            outcome.map(|()| cpu).map_err(|e| e.to_string())
+        });
+    }
+    // Done when every message is deleted or dead-lettered; bounded.
+    let limit = Duration::from_secs(30 * 60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let dead = dead_letters(sqs, &dlq_url).await;
+        if deleted.load(Ordering::SeqCst) + dead >= total {
+            run.finished = true;
+            break;
+        }
+        if started.elapsed() > limit || pollers.is_empty() {
+            break;
+        }
+    }
+    done.store(true, Ordering::SeqCst);
+    let end = last_delete
+        .lock()
+        .map(|t| *t)
+        .unwrap_or_else(|_| Instant::now());
+    run.drain_s = end.saturating_duration_since(started).as_secs_f64();
+    while let Some(poller) = pollers.join_next().await {
+        run.consumer_cpu_ms += poller??;
+    }
+    run.dead = dead_letters(sqs, &dlq_url).await;
+    run.invocations = invocations.load(Ordering::SeqCst);
+    run.handed_back = handed_back.load(Ordering::SeqCst);
+    run.rate_limited = emulator.rate_limit_stats().0 - limited_before;
+    let names: Vec<String> = emulator
+        .boards()
+        .into_iter()
+        .map(|b| b.name)
+        .filter(|n| n.starts_with(tag))
+        .collect();
+    run.boards = names.len();
+    run.distinct = names.iter().collect::<std::collections::HashSet<_>>().len();
+    Ok(run)
+}
+
+async fn dead_letters(sqs: &aws_sdk_sqs::Client, dlq_url: &str) -> usize {
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(dlq_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await;
+    attributes
+        .ok()
+        .and_then(|a| {
+            a.attributes().and_then(|m| {
+                m.get(&QueueAttributeName::ApproximateNumberOfMessages)
+                    .cloned()
+            })
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_and_floors() {
+        let even = Shape::Even.counts(10_000, 1_000);
+        assert!(even.iter().all(|n| *n == 10));
+        assert_eq!(floor_seconds(&even), 0.0, "ten boards fit in one window");
+        let hot = Shape::Hot.counts(10_000, 1_000);
+        assert_eq!(hot.iter().sum::<usize>(), 10_000);
+        assert_eq!(hot.iter().filter(|n| **n == 250).count(), 10);
+        assert_eq!(floor_seconds(&hot), 60.0, "250 boards need a second window");
+        let mut v: Vec<usize> = (0..100).collect();
+        shuffle(&mut v, 7);
+        let mut sorted = v.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+        assert_ne!(v, sorted);
+    }
+}
