@@ -452,6 +452,8 @@ async fn a_reconnect_never_takes_the_default_back() {
         vec![(SECOND_TEAM_ID.into(), true)]
     );
 
+    // A second later (the list is oldest first; within one second, by team).
+    app.clock.advance(1);
     let again = connect_team(&app, "jan", TEAM_ID).await;
     assert_eq!(again.json()["connection"]["default"], false);
     assert_eq!(
