@@ -651,7 +651,8 @@ impl Plan {
                 cold_rounds: 5,
                 cold_runs: 5,
                 warm_rounds: WARM_ROUNDS,
-                burst_runs: 3,
+                // Two of each shape keep the whole run near 25 minutes.
+                burst_runs: 2,
                 burst_events: 10_000,
                 burst_users: 1_000,
             }
