@@ -648,8 +648,14 @@ pub async fn section(
             .join("; ")
     )?;
     if let (Some(rust), Some(peer)) = (totals.get(1), totals.last()) {
-        writeln!(out, "\nA board with a valid token: miro-connect ${:.2} against the peer's ${:.2} per million (medians): \
-            Miro's wait is most of either bill.", rust.1, peer.1)?;
+        writeln!(
+            out,
+            "\nA board with a valid token: miro-connect ${:.2} against the peer's ${:.2} per million \
+             (medians). Both bills are mostly API Gateway and Lambda's wait on Miro (the same assumed \
+             {WAIT_MIRO_BOARD_MS:.0} ms); what differs is Lambda's CPU and the log bytes (ours {:.0} a \
+             request, with the metric lines; the peer's {:.0}).",
+            rust.1, peer.1, warm.rust_log_bytes, warm.peer_log_bytes
+        )?;
     }
 
     // Why the callback stays two calls, with this run's figures.
