@@ -96,6 +96,17 @@ struct Run {
     rate_limited: usize,
     invocations: usize,
     handed_back: usize,
+    /// Invocations that answered with an error: their whole batch comes
+    /// back, as Lambda does.
+    function_errors: usize,
+    /// Messages settled more than once (each delivery settled).
+    settled_again: usize,
+    /// `Miro Board Creation Failed` outcomes, by reason.
+    failed: std::collections::BTreeMap<String, usize>,
+    /// Events whose board is not on the emulator.
+    missing: usize,
+    /// The consumers' first warnings and errors.
+    notable: Vec<String>,
     consumer_cpu_ms: f64,
     /// Time the pollers spent, summed over them: receiving, in the
     /// consumer, deleting (ms).
@@ -156,9 +167,11 @@ pub async fn section(
         connecting.elapsed().as_secs_f64()
     );
 
-    let sqs = aws_sdk_sqs::Client::new(&aws(&env.moto).await);
+    let config = aws(&env.moto).await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let (bus, failures) = outcome_bus(&config, &sqs).await?;
     let mut vars = rust_env(env, &s);
-    vars.push(("EVENT_BUS_NAME".into(), "default".into()));
+    vars.push(("EVENT_BUS_NAME".into(), bus));
     let spawn = rust_bin(env, consumer_function())
         .with_timeout(Duration::from_secs(mapping.function_timeout_s));
 
@@ -172,7 +185,7 @@ pub async fn section(
         {BOARDS_PER_WINDOW} wait for the next window. {} runs of each shape.\n",
         plan.burst_events, mapping.max_concurrency, mapping.batch_size, mapping.visibility_timeout_s,
         mapping.max_receive_count, mapping.function_timeout_s, plan.burst_runs)?;
-    writeln!(out, "| shape | floor (s) | drain (s) | drain / floor | boards made | distinct | dead-lettered | 429s from Miro | invocations | handed back | consumer CPU per board (ms) |\n|---|---|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(out, "| shape | floor (s) | drain (s) | drain / floor | boards made | distinct | dead-lettered | failed outcomes | 429s from Miro | invocations | handed back | delivered again after settling | consumer CPU per board (ms) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")?;
     let mut last_end = Instant::now();
     let mut notes = vec![];
     for (k, shape) in [Shape::Even, Shape::Hot].into_iter().enumerate() {
@@ -202,18 +215,30 @@ pub async fn section(
                 (k * 100 + r) as u64 + 7,
             )
             .await?;
+            let run = Run {
+                failed: failed_outcomes(&sqs, &failures).await?,
+                ..run
+            };
 
             eprintln!(
-                "burst {} run {}: drain {:.1} s (floor {floor:.0} s), {} boards, {} 429s, {} invocations, {} handed back, {} dead",
+                "burst {} run {}: drain {:.1} s (floor {floor:.0} s), {} boards, {} missing, {} 429s, {} invocations, \
+                 {} handed back, {} function errors, {} settled again, {} dead, failed outcomes {:?}",
                 shape.name(),
                 r + 1,
                 run.drain_s,
                 run.boards,
+                run.missing,
                 run.rate_limited,
                 run.invocations,
                 run.handed_back,
-                run.dead
+                run.function_errors,
+                run.settled_again,
+                run.dead,
+                run.failed,
             );
+            for line in &run.notable {
+                eprintln!("  consumer: {line}");
+            }
             runs.push(run);
             last_end = Instant::now();
         }
@@ -230,7 +255,7 @@ pub async fn section(
         let unfinished = runs.iter().filter(|r| !r.finished).count();
         writeln!(
             out,
-            "| {}{} | {floor:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {}{} | {floor:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             shape.name(),
             if unfinished > 0 {
                 format!(" ({unfinished} runs did not drain)")
@@ -246,9 +271,11 @@ pub async fn section(
             whole(|r| r.boards as f64),
             whole(|r| r.distinct as f64),
             whole(|r| r.dead as f64),
+            whole(|r| r.failed.values().sum::<usize>() as f64),
             whole(|r| r.rate_limited as f64),
             whole(|r| r.invocations as f64),
             whole(|r| r.handed_back as f64),
+            whole(|r| r.settled_again as f64),
             fmt3(f(|r| r.consumer_cpu_ms / r.boards.max(1) as f64), ""),
         )?;
         let spent = |k: usize| mmm(runs.iter().map(|r| r.spent[k] / 1000.0).collect()).1;
@@ -262,6 +289,22 @@ pub async fn section(
                 drain.1
             ));
         }
+        let mut reasons = std::collections::BTreeMap::<&str, usize>::new();
+        for (reason, n) in runs.iter().flat_map(|r| &r.failed) {
+            *reasons.entry(reason).or_default() += n;
+        }
+        if !reasons.is_empty() {
+            let listed: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+            notes.push(format!(
+                "{}: failed outcomes over the runs: {}",
+                shape.name(),
+                listed.join(", ")
+            ));
+        }
+        let errors: usize = runs.iter().map(|r| r.function_errors).sum();
+        if errors > 0 {
+            notes.push(format!("{}: {errors} invocations answered with a function error (their batches came back whole)", shape.name()));
+        }
         notes.push(format!(
             "{}: {:.0} s receiving, {:.0} s in the consumer, {:.0} s deleting",
             shape.name(),
@@ -273,7 +316,11 @@ pub async fn section(
     writeln!(
         out,
         "\nNotes, and the pollers' time summed over them (medians): {}. A message handed back comes back after the visibility \
-         timeout and is made once all the same (boards made and distinct above). moto's receive scans its whole queue (~0.6 ms a \
+         timeout and is made once all the same (boards made and distinct above). SQS delivers at least once, and moto \
+         sometimes hands one message to two pollers at once: one consumer makes the board, the other finds its \
+         idempotency key in progress and hands the message back; delivered again after the visibility timeout, it \
+         settles by replaying the board (\"delivered again after settling\"). The drain ends when every message id \
+         has settled or is dead-lettered, each counted once. moto's receive scans its whole queue (~0.6 ms a \
          message here), which SQS does not, so the benchmark holds the burst's backlog and keeps moto's visible \
          messages topped up to {FED}; the pollers short-poll (moto's long poll holds up its other callers) and wait \
          250 ms when nothing is visible. So the drain is this machine's: moto, DynamoDB Local, the emulator and {} \
@@ -315,15 +362,7 @@ async fn one_run(
         .send()
         .await?;
     let dlq_url = dlq.queue_url().ok_or("no DLQ url")?.to_string();
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .ok_or("no DLQ arn")?;
+    let dlq_arn = queue_arn(sqs, &dlq_url).await?;
     let redrive =
         json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": mapping.max_receive_count })
             .to_string();
@@ -387,7 +426,13 @@ async fn one_run(
     };
 
     let limited_before = emulator.rate_limit_stats().0;
-    let deleted = Arc::new(AtomicUsize::new(0));
+    // Message ids settled (deleted), so that a message settled twice is
+    // counted once towards the end of the drain.
+    let settled = Arc::new(std::sync::Mutex::new(
+        std::collections::HashSet::<String>::new(),
+    ));
+    let settled_again = Arc::new(AtomicUsize::new(0));
+    let function_errors = Arc::new(AtomicUsize::new(0));
     let invocations = Arc::new(AtomicUsize::new(0));
     let handed_back = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -399,8 +444,12 @@ async fn one_run(
         let mut instance = runtime::Instance::start(spawn, vars).await?;
         instance.wait_ready(Duration::from_secs(30)).await?;
         let (sqs, queue_url) = (sqs.clone(), queue_url.clone());
-        let (deleted, invocations, handed_back, done, last_delete, spent) = (
-            deleted.clone(),
+        let (settled, settled_again, function_errors) = (
+            settled.clone(),
+            settled_again.clone(),
+            function_errors.clone(),
+        );
+        let (invocations, handed_back, done, last_delete, spent) = (
             invocations.clone(),
             handed_back.clone(),
             done.clone(),
@@ -449,14 +498,20 @@ async fn one_run(
                     let (_, answer) = instance.invoke_for(json!({ "Records": records })).await?;
                     add(1, at);
                     invocations.fetch_add(1, Ordering::SeqCst);
-                    let failed: Vec<String> = answer["batchItemFailures"]
-                        .as_array()
-                        .map(|f| f.iter().filter_map(|x| x["itemIdentifier"].as_str().map(str::to_string)).collect())
-                        .unwrap_or_default();
+                    // A function error (no batch response) hands the whole
+                    // batch back, as Lambda does.
+                    let Some(failed) = answer["batchItemFailures"].as_array() else {
+                        function_errors.fetch_add(1, Ordering::SeqCst);
+                        handed_back.fetch_add(messages.len(), Ordering::SeqCst);
+                        continue;
+                    };
+                    let failed: Vec<&str> =
+                        failed.iter().filter_map(|x| x["itemIdentifier"].as_str()).collect();
                     handed_back.fetch_add(failed.len(), Ordering::SeqCst);
-                    let entries = messages
+                    let settling: Vec<&aws_sdk_sqs::types::Message> =
+                        messages.iter().filter(|m| !m.message_id().is_some_and(|id| failed.contains(&id))).collect();
+                    let entries = settling
                         .iter()
-                        .filter(|m| !failed.iter().any(|f| Some(f.as_str()) == m.message_id()))
                         .enumerate()
                         .map(|(i, m)| {
                             DeleteMessageBatchRequestEntry::builder()
@@ -467,10 +522,15 @@ async fn one_run(
                         .collect::<Result<Vec<_>, _>>()?;
                     if !entries.is_empty() {
                         let at = Instant::now();
-                        let n = entries.len();
                         sqs.delete_message_batch().queue_url(&queue_url).set_entries(Some(entries)).send().await?;
-                        deleted.fetch_add(n, Ordering::SeqCst);
                         add(2, at);
+                        if let Ok(mut settled) = settled.lock() {
+                            for id in settling.iter().filter_map(|m| m.message_id()) {
+                                if !settled.insert(id.to_string()) {
+                                    settled_again.fetch_add(1, Ordering::SeqCst);
+                                }
+                            }
+                        }
                         if let Ok(mut at) = last_delete.lock() {
                             *at = Instant::now();
                         }
@@ -479,9 +539,9 @@ async fn one_run(
                 Ok(())
             }
             .await;
-            let cpu = instance.cpu_ms();
+            let (cpu, notable) = (instance.cpu_ms(), instance.notable());
             instance.stop().await;
-            outcome.map(|()| cpu).map_err(|e| e.to_string())
+            outcome.map(|()| (cpu, notable)).map_err(|e| e.to_string())
         });
     }
     // Done when every message is deleted or dead-lettered; bounded.
@@ -489,7 +549,8 @@ async fn one_run(
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let dead = dead_letters(sqs, &dlq_url).await;
-        if deleted.load(Ordering::SeqCst) + dead >= total {
+        let settled = settled.lock().map(|s| s.len()).unwrap_or_default();
+        if settled + dead >= total {
             run.finished = true;
             break;
         }
@@ -509,8 +570,12 @@ async fn one_run(
         .unwrap_or_else(|_| Instant::now());
     run.drain_s = end.saturating_duration_since(started).as_secs_f64();
     while let Some(poller) = pollers.join_next().await {
-        run.consumer_cpu_ms += poller??;
+        let (cpu, notable) = poller??;
+        run.consumer_cpu_ms += cpu;
+        run.notable.extend(notable);
     }
+    run.function_errors = function_errors.load(Ordering::SeqCst);
+    run.settled_again = settled_again.load(Ordering::SeqCst);
     run.dead = dead_letters(sqs, &dlq_url).await;
     run.invocations = invocations.load(Ordering::SeqCst);
     run.spent = spent.lock().map(|s| *s).unwrap_or_default();
@@ -523,7 +588,11 @@ async fn one_run(
         .filter(|n| n.starts_with(tag))
         .collect();
     run.boards = names.len();
-    run.distinct = names.iter().collect::<std::collections::HashSet<_>>().len();
+    let made: std::collections::HashSet<&String> = names.iter().collect();
+    run.distinct = made.len();
+    run.missing = (0..total)
+        .filter(|n| !made.contains(&format!("{tag}{n}")))
+        .count();
     Ok(run)
 }
 
@@ -586,6 +655,94 @@ async fn queue_count(sqs: &aws_sdk_sqs::Client, dlq_url: &str) -> usize {
         })
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// A bus of the burst's own for the consumer's outcomes, and a queue that
+/// receives its `Miro Board Creation Failed` events (moto delivers a rule's
+/// matches to an SQS target as EventBridge does).
+async fn outcome_bus(
+    config: &aws_config::SdkConfig,
+    sqs: &aws_sdk_sqs::Client,
+) -> Result<(String, String), Failure> {
+    let events = aws_sdk_eventbridge::Client::new(config);
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let bus = format!("burst-{id}");
+    events.create_event_bus().name(&bus).send().await?;
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("burst-failed-{id}"))
+        .send()
+        .await?;
+    let url = queue.queue_url().ok_or("no queue url")?.to_string();
+    let arn = queue_arn(sqs, &url).await?;
+    events
+        .put_rule()
+        .name("failed")
+        .event_bus_name(&bus)
+        .event_pattern(json!({ "detail-type": [miro_connect::events::FAILED] }).to_string())
+        .send()
+        .await?;
+    events
+        .put_targets()
+        .rule("failed")
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("failed")
+                .arn(arn)
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok((bus, url))
+}
+
+/// Every failed outcome on the queue, by reason; the queue is left empty.
+async fn failed_outcomes(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Result<std::collections::BTreeMap<String, usize>, Failure> {
+    let mut reasons = std::collections::BTreeMap::new();
+    // Bounded: a burst's failures are far fewer than 10 x 2,000.
+    for _ in 0..2_000 {
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await?;
+        if got.messages().is_empty() {
+            break;
+        }
+        for m in got.messages() {
+            let event: serde_json::Value = serde_json::from_str(m.body().unwrap_or("{}"))?;
+            let reason = event["detail"]["reason"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string();
+            *reasons.entry(reason).or_insert(0) += 1;
+            if let Some(handle) = m.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await?;
+            }
+        }
+    }
+    Ok(reasons)
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, Failure> {
+    Ok(sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .ok_or("no queue arn")?)
 }
 
 #[cfg(test)]

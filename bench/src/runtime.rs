@@ -47,6 +47,8 @@ impl Spawn {
 pub struct Output {
     pub lines: Vec<String>,
     pub bytes: usize,
+    /// The first warnings and errors, wherever they fall.
+    pub notable: Vec<String>,
 }
 
 /// Lines kept per process: enough for a cold start's and a few requests'.
@@ -123,6 +125,11 @@ impl Instance {
                 while let Ok(Some(line)) = lines.next_line().await {
                     if let Ok(mut o) = output.lock() {
                         o.bytes += line.len() + 1;
+                        let notable = line.contains(r#""level":"WARN""#)
+                            || line.contains(r#""level":"ERROR""#);
+                        if notable && o.notable.len() < KEPT_LINES {
+                            o.notable.push(line.clone());
+                        }
                         if o.lines.len() < KEPT_LINES {
                             o.lines.push(line);
                         }
@@ -148,6 +155,14 @@ impl Instance {
         self.output
             .lock()
             .map(|o| (o.bytes, o.lines.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The first warnings and errors the process logged.
+    pub fn notable(&self) -> Vec<String> {
+        self.output
+            .lock()
+            .map(|o| o.notable.clone())
             .unwrap_or_default()
     }
 
