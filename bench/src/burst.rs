@@ -317,10 +317,10 @@ pub async fn section(
         out,
         "\nNotes, and the pollers' time summed over them (medians): {}. A message handed back comes back after the visibility \
          timeout and is made once all the same (boards made and distinct above). SQS delivers at least once, and moto \
-         sometimes hands one message to two pollers at once: one consumer makes the board, the other finds its \
-         idempotency key in progress and hands the message back; delivered again after the visibility timeout, it \
-         settles by replaying the board (\"delivered again after settling\"). The drain ends when every message id \
-         has settled or is dead-lettered, each counted once. moto's receive scans its whole queue (~0.6 ms a \
+         sometimes hands one message to two pollers: one consumer makes the board, and the other, finding the \
+         idempotency key in progress, waits for it and replays the board, as does a copy delivered after the first \
+         settled (\"delivered again after settling\": each such message published its outcome twice, with the same \
+         board). The drain ends when every message id has settled or is dead-lettered, each counted once. moto's receive scans its whole queue (~0.6 ms a \
          message here), which SQS does not, so the benchmark holds the burst's backlog and keeps moto's visible \
          messages topped up to {FED}; the pollers short-poll (moto's long poll holds up its other callers) and wait \
          250 ms when nothing is visible. So the drain is this machine's: moto, DynamoDB Local, the emulator and {} \

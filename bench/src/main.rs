@@ -57,7 +57,12 @@ Manager round trip into that request, where on Lambda it costs the same wait and
 memory size's share of a vCPU instead of init's; and an environment Lambda initializes ahead of traffic pays it \
 before any request. Its cost is the difference between each function and its `secrets from the environment` \
 case, and the `secret read` column; that is what keeps those functions above 1.5x here, where moto answers on \
-loopback (on AWS the read is a TLS handshake and a round trip, ~20-30 ms). `auth-start` reads no secret.
+loopback (on AWS the read is a TLS handshake and a round trip, ~20-30 ms). `auth-start` reads no secret. \
+Without the secret read, what is left above the baseline is mostly the `to main` column, the process's start up to \
+`main`, which grows with the binary (each function is about nine times hello-world's size, see \"Sizes\": the AWS \
+SDK's clients and the TLS stack are most of it); the log subscriber and the Lambda runtime's start take fractions \
+of a millisecond. A smaller binary would mean dropping the AWS SDK for hand-signed requests, which this project \
+does not do: nothing is written by hand that a well-kept crate does well.
 - **The callback stays two calls.** See \"The callback's round trips\" under the cost section.
 - **The peer's failures.** Miro's official Node client does not await its save of rotated tokens (see \
 `docs/miro.md`): the user's next request can read the refresh token Miro has just killed, and fails. That is \
@@ -664,16 +669,60 @@ impl Plan {
 /// median init (ms) and whether it reads the secret at init.
 pub type ColdFigures = HashMap<String, (f64, bool)>;
 
-/// A cold start's own account of its init (the `cold start` log line), in ms.
-fn init_phases(lines: &[String]) -> Option<(f64, f64, f64)> {
+/// A cold start's own account of its init (the `cold start` log line).
+struct ColdLine {
+    /// Epoch µs when `main` began.
+    main_unix_us: u64,
+    /// ms from `main` to the line, and the parts it names.
+    since_main: f64,
+    log: f64,
+    aws: f64,
+    secret: f64,
+}
+
+fn cold_line(lines: &[String]) -> Option<ColdLine> {
     lines.iter().find_map(|l| {
         let v: serde_json::Value = serde_json::from_str(l).ok()?;
         let f = &v["fields"];
         (f["message"] == "cold start").then(|| {
-            let us = |k: &str| f[k].as_f64().unwrap_or(0.0) / 1000.0;
-            (us("aws_config_us"), us("secret_us"), us("service_us"))
+            let ms = |k: &str| f[k].as_f64().unwrap_or(0.0) / 1000.0;
+            ColdLine {
+                main_unix_us: f["main_unix_us"].as_u64().unwrap_or(0),
+                since_main: ms("since_main_us"),
+                log: ms("log_us"),
+                aws: ms("aws_config_us"),
+                secret: ms("secret_us"),
+            }
         })
     })
+}
+
+/// Where one init went, in ms; the parts add up to the whole init.
+#[derive(Clone, Copy)]
+struct Phases {
+    /// Process start to `main`: exec, loading the binary, the async runtime.
+    to_main: f64,
+    log: f64,
+    aws: f64,
+    secret: f64,
+    /// The rest of `main` before the runtime: settings, clients, sealing keys.
+    wiring: f64,
+    /// From there to the first ask for an event: the Lambda runtime's start.
+    runtime: f64,
+}
+
+impl Phases {
+    fn of(init_ms: f64, instance: &Instance, line: &ColdLine) -> Self {
+        let to_main = instance.since_start_ms(line.main_unix_us);
+        Phases {
+            to_main,
+            log: line.log,
+            aws: line.aws,
+            secret: line.secret,
+            wiring: (line.since_main - line.log - line.aws - line.secret).max(0.0),
+            runtime: (init_ms - to_main - line.since_main).max(0.0),
+        }
+    }
 }
 
 /// One case's cold starts over every round.
@@ -683,7 +732,7 @@ struct ColdCase {
     first: Vec<f64>,
     total: Vec<f64>,
     rss: Vec<f64>,
-    phases: Vec<(f64, f64, f64)>,
+    phases: Vec<Phases>,
     /// Median init of each round.
     round_init: Vec<f64>,
 }
@@ -722,7 +771,7 @@ async fn cold_starts(
         let mut probe = Instance::start(&rust_bin(env, function), &vars).await?;
         probe.wait_ready(Duration::from_secs(30)).await?;
         probe.invoke(event.clone()).await?;
-        let reads = init_phases(&probe.output().1).is_some_and(|(_, secret, _)| secret > 0.1);
+        let reads = cold_line(&probe.output().1).is_some_and(|line| line.secret > 0.1);
         probe.stop().await;
         reads_secret.insert(function.to_string(), reads);
         cases.push((
@@ -776,8 +825,8 @@ async fn cold_starts(
                 case.total
                     .push((init_time + latency).as_secs_f64() * 1000.0);
                 case.rss.push(instance.peak_rss_mb());
-                if let Some(p) = init_phases(&instance.output().1) {
-                    case.phases.push(p);
+                if let Some(line) = cold_line(&instance.output().1) {
+                    case.phases.push(Phases::of(init_ms, &instance, &line));
                 }
                 instance.stop().await;
             }
@@ -824,13 +873,16 @@ async fn cold_starts(
             .map(|(f, h)| f / h.max(0.001))
             .collect()
     };
-    writeln!(out, "\nInit against the hello-world binary, each round's median over that round's median for the \
-        baseline (min / median / max over the rounds), and where the function's own init went: its `cold start` log \
-        line times the AWS configuration, the secret read and the rest of the wiring (clients, settings, sealing keys); \
-        \"rest\" is what is left of the median init after the baseline's median and those three (the larger binary \
-        loading, the log subscriber, the HTTP runtime). Medians, ms.\n")?;
-    writeln!(out, "| function | init / hello-world | AWS configuration | secret read | service wiring | rest |\n|---|---|---|---|---|---|")?;
     let hello = medians[HELLO].0;
+    writeln!(out, "\nInit against the hello-world binary, each round's median over that round's median for the \
+        baseline (min / median / max over the rounds), and where each function's init went, every part measured: \
+        the function stamps the moment its `main` began and times its own steps in its `cold start` log line, and the \
+        benchmark places that stamp against the moment it started the process. \"To main\" is the process's start \
+        up to `main` (exec, loading the binary, the async runtime): the whole of the hello-world binary's init is \
+        {hello:.2} ms, nearly all of it this part. Then the log subscriber, the AWS configuration, the secret read, the \
+        rest of the wiring (settings, clients, sealing keys), and the Lambda runtime's start up to its first ask for an \
+        event. Medians of each part over every run, ms.\n")?;
+    writeln!(out, "| function | init / hello-world | to main | log subscriber | AWS configuration | secret read | wiring | runtime start |\n|---|---|---|---|---|---|---|---|")?;
     let mut worst: Option<(String, f64)> = None;
     let mut worst_own: Option<(String, f64)> = None;
     let mut cold = ColdFigures::new();
@@ -839,16 +891,17 @@ async fn cold_starts(
             continue;
         }
         let r = mmm(ratios(case));
-        let (a, sr, sv) = (
-            mmm(case.phases.iter().map(|p| p.0).collect()).1,
-            mmm(case.phases.iter().map(|p| p.1).collect()).1,
-            mmm(case.phases.iter().map(|p| p.2).collect()).1,
-        );
-        let rest = medians[name].0 - hello - a - sr - sv;
+        let part = |f: fn(&Phases) -> f64| mmm(case.phases.iter().map(f).collect()).1;
         writeln!(
             out,
-            "| {name} | {} | {a:.2} | {sr:.2} | {sv:.2} | {rest:.2} |",
-            fmt3(r, "x")
+            "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            fmt3(r, "x"),
+            part(|p| p.to_main),
+            part(|p| p.log),
+            part(|p| p.aws),
+            part(|p| p.secret),
+            part(|p| p.wiring),
+            part(|p| p.runtime),
         )?;
         let base = name.trim_end_matches(ENV_SECRETS).to_string();
         let is_env = base.len() != name.len();

@@ -65,6 +65,9 @@ pub struct Instance {
     child: tokio::process::Child,
     pid: u32,
     started: Instant,
+    /// The same moment on the wall clock, to place the process's own
+    /// timestamps (its `main`) in its init.
+    started_unix: std::time::SystemTime,
     events: mpsc::Sender<(String, Value)>,
     answers: mpsc::Receiver<(String, Instant, Value)>,
     ready: watch::Receiver<Option<Instant>>,
@@ -95,7 +98,7 @@ impl Instance {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-        let started = Instant::now();
+        let (started, started_unix) = (Instant::now(), std::time::SystemTime::now());
         let mut child = tokio::process::Command::new(&spawn.program)
             .args(&spawn.args)
             .envs([
@@ -141,6 +144,7 @@ impl Instance {
             child,
             pid,
             started,
+            started_unix,
             events: events_tx,
             answers: answers_rx,
             ready: ready_rx,
@@ -163,6 +167,14 @@ impl Instance {
         self.output
             .lock()
             .map(|o| o.notable.clone())
+            .unwrap_or_default()
+    }
+
+    /// From the process's start to a moment it stamped (epoch µs), in ms.
+    pub fn since_start_ms(&self, unix_us: u64) -> f64 {
+        let at = std::time::UNIX_EPOCH + Duration::from_micros(unix_us);
+        at.duration_since(self.started_unix)
+            .map(|d| d.as_secs_f64() * 1000.0)
             .unwrap_or_default()
     }
 

@@ -131,7 +131,8 @@ pub async fn service_from_env(needs: Needs) -> Result<Service, BootError> {
 
 /// The same, with the AWS configuration for the function's other clients.
 /// Logs where the cold start's own time went (`cold start` with
-/// `aws_config_us`, `secret_us`, `service_us`): the benchmark reads it.
+/// `aws_config_us`, `secret_us`, `service_us`, and from the log setup
+/// `main_unix_us`, `log_us`, `since_main_us`): the benchmark reads it.
 pub async fn aws_and_service_from_env(
     needs: Needs,
 ) -> Result<(aws_config::SdkConfig, Service), BootError> {
@@ -141,10 +142,23 @@ pub async fn aws_and_service_from_env(
     let (secrets, secret_read) = read_secrets(&aws, needs).await?;
     let service = service_with_secrets(&aws, needs, secrets)?;
     let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    let (main_unix_us, since_main_us, log_us) = match crate::logging::started() {
+        Some((at, began, took)) => (
+            at.duration_since(std::time::UNIX_EPOCH)
+                .map(micros)
+                .unwrap_or_default(),
+            micros(began.elapsed()),
+            micros(took),
+        ),
+        None => (0, 0, 0),
+    };
     tracing::info!(
         aws_config_us = micros(configured),
         secret_us = micros(secret_read),
         service_us = micros(started.elapsed().saturating_sub(configured + secret_read)),
+        main_unix_us,
+        since_main_us,
+        log_us,
         "cold start"
     );
     Ok((aws, service))

@@ -35,8 +35,26 @@ pub fn filter(rust_log: Option<&str>) -> EnvFilter {
     EnvFilter::new(directives)
 }
 
+/// When [`init`] began (the first thing a function's `main` does), on the
+/// wall clock and the monotonic one, and what it took: the `cold start`
+/// line reports them, so that the benchmark can place `main` in the init.
+static STARTED: std::sync::OnceLock<(
+    std::time::SystemTime,
+    std::time::Instant,
+    std::time::Duration,
+)> = std::sync::OnceLock::new();
+
+pub(crate) fn started() -> Option<(
+    std::time::SystemTime,
+    std::time::Instant,
+    std::time::Duration,
+)> {
+    STARTED.get().copied()
+}
+
 /// One JSON object a line, with the Lambda request id from the runtime's span.
 pub fn init() {
+    let began = (std::time::SystemTime::now(), std::time::Instant::now());
     let rust_log = std::env::var("RUST_LOG").ok();
     let _ = tracing_subscriber::fmt()
         .json()
@@ -46,6 +64,7 @@ pub fn init() {
         .with_target(false)
         .without_time()
         .try_init();
+    let _ = STARTED.set((began.0, began.1, began.1.elapsed()));
 }
 
 #[cfg(test)]
