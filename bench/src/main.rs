@@ -58,11 +58,10 @@ memory size's share of a vCPU instead of init's; and an environment Lambda initi
 before any request. Its cost is the difference between each function and its `secrets from the environment` \
 case, and the `secret read` column; that is what keeps those functions above 1.5x here, where moto answers on \
 loopback (on AWS the read is a TLS handshake and a round trip, ~20-30 ms). `auth-start` reads no secret. \
-Without the secret read, what is left above the baseline is mostly the `to main` column, the process's start up to \
-`main`, which grows with the binary (each function is about nine times hello-world's size, see \"Sizes\": the AWS \
-SDK's clients and the TLS stack are most of it); the log subscriber and the Lambda runtime's start take fractions \
-of a millisecond. A smaller binary would mean dropping the AWS SDK for hand-signed requests, which this project \
-does not do: nothing is written by hand that a well-kept crate does well.
+Without the secret read, what is left above the baseline is spread over the other columns, none of them \
+near a millisecond: reaching `main` takes a little longer than the baseline's whole init (each binary, ~11 MB, is \
+about nine times hello-world's); the AWS configuration, the wiring and the Lambda HTTP runtime's start take a few tenths of a millisecond each; the log \
+subscriber less than a tenth. Each is work the first request would need anyway, so none would be cheaper there.
 - **The callback stays two calls.** See \"The callback's round trips\" under the cost section.
 - **The peer's failures.** Miro's official Node client does not await its save of rotated tokens (see \
 `docs/miro.md`): the user's next request can read the refresh token Miro has just killed, and fails. That is \

@@ -143,12 +143,12 @@ pub async fn aws_and_service_from_env(
     let service = service_with_secrets(&aws, needs, secrets)?;
     let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     let (main_unix_us, since_main_us, log_us) = match crate::logging::started() {
-        Some((at, began, took)) => (
-            at.duration_since(std::time::UNIX_EPOCH)
+        Some(s) => (
+            s.at.duration_since(std::time::UNIX_EPOCH)
                 .map(micros)
                 .unwrap_or_default(),
-            micros(began.elapsed()),
-            micros(took),
+            micros(s.began.elapsed()),
+            micros(s.took),
         ),
         None => (0, 0, 0),
     };

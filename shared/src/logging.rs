@@ -6,6 +6,8 @@
 //! errors, whatever the setting: at debug or trace those log whole events
 //! and requests, with the bearer JWT, codes, states and completion ids.
 
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
@@ -38,23 +40,22 @@ pub fn filter(rust_log: Option<&str>) -> EnvFilter {
 /// When [`init`] began (the first thing a function's `main` does), on the
 /// wall clock and the monotonic one, and what it took: the `cold start`
 /// line reports them, so that the benchmark can place `main` in the init.
-static STARTED: std::sync::OnceLock<(
-    std::time::SystemTime,
-    std::time::Instant,
-    std::time::Duration,
-)> = std::sync::OnceLock::new();
+#[derive(Clone, Copy)]
+pub(crate) struct Started {
+    pub at: SystemTime,
+    pub began: Instant,
+    pub took: Duration,
+}
 
-pub(crate) fn started() -> Option<(
-    std::time::SystemTime,
-    std::time::Instant,
-    std::time::Duration,
-)> {
+static STARTED: OnceLock<Started> = OnceLock::new();
+
+pub(crate) fn started() -> Option<Started> {
     STARTED.get().copied()
 }
 
 /// One JSON object a line, with the Lambda request id from the runtime's span.
 pub fn init() {
-    let began = (std::time::SystemTime::now(), std::time::Instant::now());
+    let (at, began) = (SystemTime::now(), Instant::now());
     let rust_log = std::env::var("RUST_LOG").ok();
     let _ = tracing_subscriber::fmt()
         .json()
@@ -64,7 +65,11 @@ pub fn init() {
         .with_target(false)
         .without_time()
         .try_init();
-    let _ = STARTED.set((began.0, began.1, began.1.elapsed()));
+    let _ = STARTED.set(Started {
+        at,
+        began,
+        took: began.elapsed(),
+    });
 }
 
 #[cfg(test)]

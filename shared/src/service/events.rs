@@ -86,9 +86,7 @@ impl Service {
             Err(e) => failed(Some(&user), &key, e.code(), e.to_string()),
         }
     }
-}
 
-impl Service {
     /// The board under `key`; while another delivery holds the key, waits
     /// for it to finish and replays its board rather than handing the
     /// message back for a whole visibility timeout.

@@ -632,3 +632,131 @@ fn the_dashboard_and_alarms_show_the_documented_metrics() {
         "the refresh-failure rate and keep-alive errors are alarmed"
     );
 }
+
+// ---- The table ----
+
+/// Attribute definitions, key schema, indexes (name, keys, projection) and
+/// the TTL attribute, as comparable text.
+#[derive(Debug, PartialEq)]
+struct TableShape {
+    attributes: BTreeSet<String>,
+    keys: Vec<String>,
+    indexes: BTreeSet<String>,
+    ttl: String,
+}
+
+fn key_text(name: &str, kind: &str) -> String {
+    format!("{name}:{kind}")
+}
+
+#[tokio::test]
+async fn the_code_makes_the_table_the_template_declares() {
+    use crate::support::{dynamo_client, fresh_table, Backend};
+    let t = template();
+    let p = &resource(&t, "Table")["Properties"];
+    let yaml_keys = |y: &Yaml| -> Vec<String> {
+        y.as_vec()
+            .expect("key schema")
+            .iter()
+            .map(|k| {
+                key_text(
+                    k["AttributeName"].as_str().expect("name"),
+                    k["KeyType"].as_str().expect("type"),
+                )
+            })
+            .collect()
+    };
+    let declared = TableShape {
+        attributes: p["AttributeDefinitions"]
+            .as_vec()
+            .expect("attribute definitions")
+            .iter()
+            .map(|a| {
+                key_text(
+                    a["AttributeName"].as_str().expect("name"),
+                    a["AttributeType"].as_str().expect("type"),
+                )
+            })
+            .collect(),
+        keys: yaml_keys(&p["KeySchema"]),
+        indexes: p["GlobalSecondaryIndexes"]
+            .as_vec()
+            .expect("indexes")
+            .iter()
+            .map(|i| {
+                let mut projected = strings(&i["Projection"]["NonKeyAttributes"]);
+                projected.sort();
+                format!(
+                    "{} {:?} {} {:?}",
+                    i["IndexName"].as_str().expect("index name"),
+                    yaml_keys(&i["KeySchema"]),
+                    i["Projection"]["ProjectionType"]
+                        .as_str()
+                        .expect("projection"),
+                    projected
+                )
+            })
+            .collect(),
+        ttl: p["TimeToLiveSpecification"]["AttributeName"]
+            .as_str()
+            .expect("ttl")
+            .to_string(),
+    };
+
+    let client = dynamo_client(Backend::DynamoDbLocal).await;
+    let name = fresh_table(&client).await;
+    let described = client
+        .describe_table()
+        .table_name(&name)
+        .send()
+        .await
+        .expect("describe");
+    let table = described.table().expect("table");
+    let made_keys = |k: &[aws_sdk_dynamodb::types::KeySchemaElement]| -> Vec<String> {
+        k.iter()
+            .map(|k| key_text(k.attribute_name(), k.key_type().as_str()))
+            .collect()
+    };
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&name)
+        .send()
+        .await
+        .expect("ttl");
+    let made = TableShape {
+        attributes: table
+            .attribute_definitions()
+            .iter()
+            .map(|a| key_text(a.attribute_name(), a.attribute_type().as_str()))
+            .collect(),
+        keys: made_keys(table.key_schema()),
+        indexes: table
+            .global_secondary_indexes()
+            .iter()
+            .map(|i| {
+                let projection = i.projection().expect("projection");
+                let mut projected = projection.non_key_attributes().to_vec();
+                projected.sort();
+                format!(
+                    "{} {:?} {} {:?}",
+                    i.index_name().unwrap_or_default(),
+                    made_keys(i.key_schema()),
+                    projection
+                        .projection_type()
+                        .map(|p| p.as_str())
+                        .unwrap_or_default(),
+                    projected
+                )
+            })
+            .collect(),
+        ttl: ttl
+            .time_to_live_description()
+            .and_then(|d| d.attribute_name())
+            .unwrap_or_default()
+            .to_string(),
+    };
+    assert_eq!(
+        made, declared,
+        "DynamoStore::create_table and infra/template.yaml disagree"
+    );
+}
