@@ -42,6 +42,9 @@ impl Service {
     }
 
     /// [`Service::create_board`], saying what to do if a consent is missing.
+    /// A caller that may wait (an event) waits for another request holding
+    /// the same key to finish and replays its board, for about five seconds
+    /// at most; an HTTP caller gets `idempotency_in_progress` at once.
     pub async fn create_board_as(
         &self,
         user: &AppUser,
@@ -50,10 +53,22 @@ impl Service {
         deadline: Deadline,
         consent: Consent,
     ) -> Result<BoardCreated, Error> {
-        counted(
-            self.create_board_once(user, idempotency_key, request, deadline, consent)
-                .await,
-        )
+        let mut waits = 0;
+        loop {
+            let outcome = self
+                .create_board_once(user, idempotency_key, request.clone(), deadline, consent)
+                .await;
+            let wait = backoff(waits);
+            match outcome {
+                Err(Error::IdempotencyInProgress)
+                    if waits < IN_PROGRESS_WAITS && deadline.allows(wait) =>
+                {
+                    tokio::time::sleep(wait).await;
+                    waits += 1;
+                }
+                outcome => return counted(outcome),
+            }
+        }
     }
 
     async fn create_board_once(
@@ -453,6 +468,9 @@ pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 3600;
 const STALE_CLAIM_SECONDS: i64 = 15 * 60;
 /// A board POST (or an invitation call) is sent at most this often for one request.
 const MAX_ATTEMPTS: u32 = 6;
+/// Waits for another request holding the same key (SQS delivers at least
+/// once, sometimes to two consumers at once): about five seconds in all.
+const IN_PROGRESS_WAITS: u32 = 5;
 
 #[derive(Debug, Serialize)]
 pub struct BoardCreated {

@@ -1,16 +1,10 @@
 //! Flow 6: a `Create Miro Board` event, through the same use case as
 //! `POST /boards`, exactly once per idempotency key.
 
-use super::retry::backoff;
 use super::{BoardCreated, Consent, Deadline, Service};
 use crate::error::Error;
 use crate::events::{CreatedDetail, Disposition, Envelope, FailedDetail, Outcome, REQUESTED};
 use crate::identity::AppUser;
-
-/// Waits for another delivery of the same event that holds its key (SQS
-/// delivers at least once, sometimes to two consumers at once): about five
-/// seconds in all, after which the message goes back to the queue.
-const IN_PROGRESS_WAITS: u32 = 5;
 
 fn failed(user: Option<&AppUser>, key: &str, reason: &str, message: String) -> Disposition {
     Disposition::Settled(Outcome::Failed(FailedDetail {
@@ -68,7 +62,13 @@ impl Service {
         // event would hand whoever reads the bus a consent bound to this user.
         // The app starts one in the user's own session instead.
         match self
-            .board_once_settled(&user, &key, envelope.detail.board, deadline)
+            .create_board_as(
+                &user,
+                Some(&key),
+                envelope.detail.board,
+                deadline,
+                Consent::ReportOnly,
+            )
             .await
         {
             Ok(created) => {
@@ -84,40 +84,6 @@ impl Service {
                 Disposition::Retry
             }
             Err(e) => failed(Some(&user), &key, e.code(), e.to_string()),
-        }
-    }
-
-    /// The board under `key`; while another delivery holds the key, waits
-    /// for it to finish and replays its board rather than handing the
-    /// message back for a whole visibility timeout.
-    async fn board_once_settled(
-        &self,
-        user: &AppUser,
-        key: &str,
-        board: crate::domain::BoardRequest,
-        deadline: Deadline,
-    ) -> Result<BoardCreated, Error> {
-        let mut waits = 0;
-        loop {
-            let outcome = self
-                .create_board_as(
-                    user,
-                    Some(key),
-                    board.clone(),
-                    deadline,
-                    Consent::ReportOnly,
-                )
-                .await;
-            let wait = backoff(waits);
-            match outcome {
-                Err(Error::IdempotencyInProgress)
-                    if waits < IN_PROGRESS_WAITS && deadline.allows(wait) =>
-                {
-                    tokio::time::sleep(wait).await;
-                    waits += 1;
-                }
-                outcome => return outcome,
-            }
         }
     }
 }

@@ -8,7 +8,7 @@
 use super::connections::disconnected;
 use super::Service;
 use crate::clock::rfc3339;
-use crate::domain::{next_sweep, Connection};
+use crate::domain::{next_sweep, Connection, ConnectionKey};
 use crate::error::Error;
 use crate::events::{DisconnectReason, Lifecycle};
 use crate::miro::MiroError;
@@ -138,26 +138,46 @@ impl Service {
             }
             // Miro no longer knows the token: revoked, or the app uninstalled.
             Err(MiroError::Rejected { status: 400, .. }) | Err(MiroError::Unauthorized) => {
-                match self.store.delete_connection_at(key, current.version).await {
-                    Ok(true) => {
-                        tracing::info!(user = %key.user, team = %key.team_id, "revoked at Miro; connection removed");
-                        self.announce(disconnected(key, DisconnectReason::RevokedAtMiro))
-                            .await;
-                        report.revoked += 1;
-                    }
-                    // Replaced meanwhile (a reconnect): nothing to report.
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::warn!(user = %key.user, error = %e, "sweep: not removed");
-                        report.errors += 1;
-                        return false;
-                    }
-                }
-                true
+                self.remove(
+                    key,
+                    current.version,
+                    DisconnectReason::RevokedAtMiro,
+                    report,
+                )
+                .await
             }
             Err(e) => {
                 tracing::warn!(user = %key.user, team = %key.team_id, error = %e, "sweep: probe failed");
                 self.failed(&current, report).await
+            }
+        }
+    }
+
+    /// Removes a connection Miro no longer honours (revoked, or lapsed
+    /// unused) and tells the app; false if the store failed. A connection
+    /// replaced meanwhile (a reconnect) is left, with nothing to report.
+    async fn remove(
+        &self,
+        key: &ConnectionKey,
+        version: u64,
+        reason: DisconnectReason,
+        report: &mut SweepReport,
+    ) -> bool {
+        match self.store.delete_connection_at(key, version).await {
+            Ok(true) => {
+                tracing::info!(user = %key.user, team = %key.team_id, ?reason, "sweep: connection removed");
+                match reason {
+                    DisconnectReason::ExpiredIdle => report.expired += 1,
+                    _ => report.revoked += 1,
+                }
+                self.announce(disconnected(key, reason)).await;
+                true
+            }
+            Ok(false) => true,
+            Err(e) => {
+                tracing::warn!(user = %key.user, ?reason, error = %e, "sweep: connection not removed");
+                report.errors += 1;
+                false
             }
         }
     }
@@ -180,21 +200,9 @@ impl Service {
             return true;
         }
         if due.refresh_expires_at.is_some_and(|t| t <= now) {
-            match self.store.delete_connection_at(key, due.version).await {
-                Ok(true) => {
-                    tracing::info!(user = %key.user, team = %key.team_id, "lapsed unused; connection removed");
-                    self.announce(disconnected(key, DisconnectReason::ExpiredIdle))
-                        .await;
-                    report.expired += 1;
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(user = %key.user, error = %e, "sweep: lapsed connection not removed");
-                    report.errors += 1;
-                    return false;
-                }
-            }
-            return true;
+            return self
+                .remove(key, due.version, DisconnectReason::ExpiredIdle, report)
+                .await;
         }
         // Alive but unopenable (or gone: then nothing is written). Due again
         // only when it lapses, so it never holds up the others.
