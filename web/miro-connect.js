@@ -46,6 +46,8 @@ export const MESSAGES = Object.freeze({
   malformed_json: 'The request was not understood (malformed JSON).',
   invalid_body: 'The request was not understood (invalid body).',
   invalid_board: 'Miro would not accept this board. Please check its name and settings.',
+  invalid_item: 'Miro would not accept one of the items for this board. Nothing was created.',
+  board_not_found: 'That board does not exist, or you cannot see it in this Miro team.',
   template_not_found: 'That template board does not exist, or you cannot see it in Miro.',
   invalid_parameter: 'A setting of this request is not valid.',
   return_to_not_allowed: 'This page is not allowed to receive the Miro connection.',
@@ -87,9 +89,10 @@ export class MiroConnectError extends Error {
    * @param {number} [details.status] the HTTP status, when there was an answer
    * @param {string} [details.detail] the server's own message (technical, English)
    * @param {number} [details.retryAfter] seconds to wait, from `Retry-After`
+   * @param {string} [details.field] with `invalid_item`, the request's field at fault (`items[3].color`)
    * @param {unknown} [details.cause] the underlying error
    */
-  constructor(code, { status, detail, retryAfter, cause } = {}) {
+  constructor(code, { status, detail, retryAfter, field, cause } = {}) {
     super(messageFor(code), cause === undefined ? undefined : { cause });
     this.name = 'MiroConnectError';
     /** @type {string} */
@@ -100,6 +103,8 @@ export class MiroConnectError extends Error {
     this.detail = detail;
     /** @type {number | undefined} */
     this.retryAfter = retryAfter;
+    /** @type {string | undefined} */
+    this.field = field;
   }
 }
 
@@ -137,9 +142,18 @@ export function hasMiroResult(location = globalThis.location) {
  */
 
 /**
+ * What became of a request's items and connectors.
+ * @typedef {object} ContentResult
+ * @property {number} created items and connectors the request made
+ * @property {Record<string, string>} refs each `ref` of the request: its Miro item id
+ * @property {string[]} [unknown] refs whose creation could not be confirmed (look at the board before adding them again)
+ */
+
+/**
  * @typedef {object} Completed
  * @property {Connection} connection the user's connection, now made
  * @property {Board | null} board the board the flow was started for, if any
+ * @property {ContentResult | null} items what became of that board's items, if it asked for any
  * @property {{ invited: string[], failed: { email: string, reason: string }[] } | null} invitations what became of its invitations, if it asked for members
  * @property {MiroConnectError | null} boardError why that board could not be created, if it could not
  */
@@ -147,7 +161,8 @@ export function hasMiroResult(location = globalThis.location) {
 /**
  * @typedef {object} Client
  * @property {(options?: { returnTo?: string, teamId?: string }) => Promise<{ authorizeUrl: string, expiresAt: string }>} startConnect
- * @property {(board?: object, options?: { idempotencyKey?: string }) => Promise<Board | null>} createBoard
+ * @property {(board?: object, options?: { idempotencyKey?: string, details?: boolean }) => Promise<Board | object | null>} createBoard
+ * @property {(boardId: string, content: { items: object[], connectors?: object[] }, options?: { teamId?: string, idempotencyKey?: string }) => Promise<{ board: { id: string }, items: ContentResult } | null>} addItems
  * @property {(location?: { href: string }) => Promise<Completed | null>} completeFromLocation
  * @property {() => Promise<Connection[]>} connections
  * @property {(teamId: string) => Promise<Connection[]>} chooseDefault
@@ -216,10 +231,12 @@ export function createClient({
     return {
       connection: res.body.connection,
       board: res.body.board || null,
+      items: res.body.items || null,
       invitations: res.body.invitations || null,
       boardError: boardError
         ? new MiroConnectError(String(boardError.error || 'unexpected_response'), {
           detail: typeof boardError.message === 'string' ? boardError.message : undefined,
+          field: typeof boardError.field === 'string' ? boardError.field : undefined,
         })
         : null,
     };
@@ -260,6 +277,7 @@ export function createClient({
       status: res.status,
       detail: typeof body.message === 'string' ? body.message : undefined,
       retryAfter: Number.isFinite(retry) ? retry : undefined,
+      field: typeof body.field === 'string' ? body.field : undefined,
     });
   }
 
@@ -299,12 +317,16 @@ export function createClient({
      * secret, navigates to Miro's consent page and resolves to `null`; the
      * board then comes back from {@link Client.completeFromLocation}.
      * @param {{ name?: string, description?: string, team_id?: string, project_id?: string, policy?: object,
-     *   template_board_id?: string, members?: { email: string, role: string }[], invitation_message?: string }} [board]
+     *   template_board_id?: string, members?: { email: string, role: string }[], invitation_message?: string,
+     *   items?: object[], connectors?: object[] }} [board] `items` and `connectors`: the app's
+     *   own content for the board (sticky notes, texts, shapes, cards, frames; lines between
+     *   them), plain text that is never read as markup
      * @param {{ idempotencyKey?: string, details?: boolean }} [options] `idempotencyKey`: sent as
-     *   `Idempotency-Key`, so that a repeat creates no second board (and a
-     *   retry finishes invitations a failure left undone); `details`: resolve
-     *   to the whole answer, `{board, invitations}`, rather than the board
-     * @returns {Promise<Board | { board: Board, invitations?: { invited: string[], failed: { email: string, reason: string }[] } } | null>}
+     *   `Idempotency-Key`, so that a repeat creates no second board or item (and a
+     *   retry finishes what a failure left undone; the key is kept through a
+     *   consent, too); `details`: resolve to the whole answer,
+     *   `{board, items?, invitations?}`, rather than the board
+     * @returns {Promise<Board | { board: Board, items?: ContentResult, invitations?: { invited: string[], failed: { email: string, reason: string }[] } } | null>}
      *   the board, or `null` when off to Miro
      * @throws {MiroConnectError}
      */
@@ -313,6 +335,34 @@ export function createClient({
       if (idempotencyKey !== undefined) headers['Idempotency-Key'] = String(idempotencyKey);
       const res = await call('POST', '/boards', { body: board, headers });
       if (res.status === 201 && res.body && res.body.board) return details ? res.body : res.body.board;
+      if (res.status === 401 && res.body && res.body.error === 'miro_authorization_required'
+          && typeof res.body.authorize_url === 'string') {
+        goToMiro(res.body);
+        return null;
+      }
+      throw failure(res);
+    },
+
+    /**
+     * Puts items and connectors on an existing board
+     * (`POST /boards/{board_id}/items`), through the connection of `teamId`
+     * (else the default one). When that connection is missing, this goes to
+     * Miro's consent page like {@link Client.createBoard} and resolves to
+     * `null`; send the same request again once connected.
+     * @param {string} boardId the Miro board's id
+     * @param {{ items: object[], connectors?: object[] }} content
+     * @param {{ teamId?: string, idempotencyKey?: string }} [options] `idempotencyKey`:
+     *   sent as `Idempotency-Key`, so that a repeat makes nothing twice
+     * @returns {Promise<{ board: { id: string }, items: ContentResult } | null>}
+     * @throws {MiroConnectError} `board_not_found`, `invalid_item` (its `field` names the item), …
+     */
+    async addItems(boardId, content, { teamId, idempotencyKey } = {}) {
+      const headers = {};
+      if (idempotencyKey !== undefined) headers['Idempotency-Key'] = String(idempotencyKey);
+      const body = { ...content };
+      if (teamId !== undefined) body.team_id = String(teamId);
+      const res = await call('POST', '/boards/' + encodeURIComponent(boardId) + '/items', { body, headers });
+      if (res.status === 200 && res.body && res.body.items) return res.body;
       if (res.status === 401 && res.body && res.body.error === 'miro_authorization_required'
           && typeof res.body.authorize_url === 'string') {
         goToMiro(res.body);

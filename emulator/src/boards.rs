@@ -130,7 +130,7 @@ pub(crate) async fn create_board(
     body: Bytes,
 ) -> Response {
     metered(&shared, &headers, Call::CreateBoard, |world, caller| {
-        board_created(world, caller, &body)
+        board_created(world, caller, &body, &shared.base_url)
     })
     .await
 }
@@ -143,7 +143,7 @@ pub(crate) async fn copy_board(
 ) -> Response {
     let source = query_map(&raw).remove("copy_from");
     metered(&shared, &headers, Call::CopyBoard, |world, caller| {
-        board_copied(world, caller, source.as_deref(), &body)
+        board_copied(world, caller, source.as_deref(), &body, &shared.base_url)
     })
     .await
 }
@@ -175,7 +175,7 @@ fn target_team(body: &Value, caller: &Caller) -> Result<String, Box<Response>> {
     }
 }
 
-fn board_created(world: &mut World, caller: &Caller, body: &Bytes) -> Response {
+fn board_created(world: &mut World, caller: &Caller, body: &Bytes, base_url: &str) -> Response {
     let body = match json_body(body) {
         Ok(b) => b,
         Err(refused) => return *refused,
@@ -209,7 +209,7 @@ fn board_created(world: &mut World, caller: &Caller, body: &Bytes) -> Response {
         body.get("projectId")
             .map_or(Value::Null, |p| json!({ "id": p })),
     );
-    let board = board_json(world, &record, policy, project);
+    let board = board_json(world, &record, policy, project, base_url);
     world.boards.push(record);
     board_answer(world, board)
 }
@@ -219,6 +219,7 @@ fn board_copied(
     caller: &Caller,
     source: Option<&str>,
     body: &Bytes,
+    base_url: &str,
 ) -> Response {
     let Some(source) = source.filter(|s| !s.is_empty()) else {
         return miro_error(
@@ -265,16 +266,25 @@ fn board_copied(
         miro_user_id: caller.miro_user_id.clone(),
         body,
         content: original.content,
-        copied_from: Some(original.id),
+        copied_from: Some(original.id.clone()),
     };
-    let board = board_json(world, &record, policy, None);
+    let board = board_json(world, &record, policy, None, base_url);
+    // A copy has the source's items and connectors, with ids of its own.
+    crate::items::copy_content(world, &original.id, &record.id);
     world.boards.push(record);
     board_answer(world, board)
 }
 
 /// Miro's board (`BoardWithLinks`) for a board the caller just made and owns.
-/// `project`: `None` leaves the key out (a copy has none).
-fn board_json(world: &World, b: &BoardRecord, policy: Value, project: Option<Value>) -> Value {
+/// `project`: `None` leaves the key out (a copy has none). Its `viewLink`
+/// is the emulator's drawing of it, `{base_url}/app/board/{id}`.
+fn board_json(
+    world: &World,
+    b: &BoardRecord,
+    policy: Value,
+    project: Option<Value>,
+    base_url: &str,
+) -> Value {
     let id = &b.id;
     let created_at = iso8601(world.now());
     let user_name = user_name(&b.miro_user_id);
@@ -283,7 +293,7 @@ fn board_json(world: &World, b: &BoardRecord, policy: Value, project: Option<Val
         .faults
         .view_link
         .clone()
-        .unwrap_or_else(|| format!("https://miro.com/app/board/{id}"));
+        .unwrap_or_else(|| format!("{base_url}/app/board/{id}"));
     let mut board = json!({
         "id": id,
         "type": "board",

@@ -3,11 +3,12 @@
 //! answers. Every switch stays until it is switched back (`None`), except
 //! the queues ([`Emulator::inject_token_faults`],
 //! [`Emulator::inject_board_faults`], [`Emulator::inject_copy_faults`],
-//! [`Emulator::inject_member_faults`]), which are used up one fault a call.
+//! [`Emulator::inject_member_faults`], [`Emulator::inject_item_faults`]),
+//! which are used up one fault a call.
 
 use crate::reply::{html_response, miro_error, status_or, with_headers};
 use crate::state::World;
-use crate::Emulator;
+use crate::{Emulator, ItemCallKind};
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,8 +16,11 @@ use serde_json::Value;
 use std::collections::VecDeque;
 
 /// What the next board call suffers, one fault a request: a creation
-/// (`POST /v2/boards`), a copy (`PUT /v2/boards?copy_from=`) or an
-/// invitation (`POST /v2/boards/{id}/members`), each from its own queue.
+/// (`POST /v2/boards`), a copy (`PUT /v2/boards?copy_from=`), an
+/// invitation (`POST /v2/boards/{id}/members`) or an item call (see
+/// [`Emulator::inject_item_faults`]), each from its own queue. "201" below
+/// is the call's success, whatever its status (200 for a listing, 204 for a
+/// deletion).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BoardFault {
     /// Answers this 5xx and does nothing.
@@ -25,7 +29,8 @@ pub enum BoardFault {
     FailAfter(u16),
     /// Does the work and answers 201 only after this many milliseconds.
     SlowAfter(u64),
-    /// Does the work and drops the connection mid-answer.
+    /// Does the work and drops the connection mid-answer. An answer
+    /// without a body (a deletion's 204) has nothing to break: it comes whole.
     DropAfter,
     /// No fault: the call is answered as usual. A place holder, to fault a
     /// later call (`[Pass, FailBefore(503)]` faults the second).
@@ -64,6 +69,16 @@ pub(crate) struct Faults {
     pub(crate) board: VecDeque<BoardFault>,
     pub(crate) copy: VecDeque<BoardFault>,
     pub(crate) members: VecDeque<BoardFault>,
+    /// `POST /v2/boards/{id}/items/bulk`.
+    pub(crate) bulk: VecDeque<BoardFault>,
+    /// `POST /v2/boards/{id}/frames`.
+    pub(crate) frame: VecDeque<BoardFault>,
+    /// `POST /v2/boards/{id}/connectors`.
+    pub(crate) connector: VecDeque<BoardFault>,
+    /// Both listings, `GET /v2/boards/{id}/items` and `…/connectors`.
+    pub(crate) list: VecDeque<BoardFault>,
+    /// `DELETE /v2/boards/{id}`.
+    pub(crate) delete: VecDeque<BoardFault>,
     /// Addresses (lower case) whose invitations fail at Miro, besides
     /// those at [`crate::FAILING_INVITATION_DOMAIN`].
     pub(crate) failing_invitations: Vec<String>,
@@ -89,6 +104,19 @@ pub(crate) struct Faults {
     /// Bytes of padding in 200 token bodies.
     pub(crate) token_padding: Option<usize>,
 }
+impl Faults {
+    /// The queue of an item call of `kind`.
+    pub(crate) fn item_queue(&mut self, kind: ItemCallKind) -> &mut VecDeque<BoardFault> {
+        match kind {
+            ItemCallKind::Bulk { .. } => &mut self.bulk,
+            ItemCallKind::Frame => &mut self.frame,
+            ItemCallKind::Connector => &mut self.connector,
+            ItemCallKind::ListItems | ItemCallKind::ListConnectors => &mut self.list,
+            ItemCallKind::DeleteBoard => &mut self.delete,
+        }
+    }
+}
+
 impl Emulator {
     /// Every token-endpoint call answers `status` (e.g. 503) with Miro's
     /// error body until set to `None`.
@@ -130,8 +158,9 @@ impl Emulator {
         self.shared.world().faults.expires_in = value;
     }
 
-    /// Created boards' 201 bodies carry this `viewLink` (e.g.
-    /// `javascript:alert(1)`); `None`: Miro's own link.
+    /// Created and copied boards' 201 bodies carry this `viewLink` (e.g.
+    /// `javascript:alert(1)`); `None`: the emulator's own link,
+    /// `{base_url}/app/board/{id}` (the drawn board).
     pub fn override_view_link(&self, link: Option<String>) {
         self.shared.world().faults.view_link = link;
     }
@@ -175,6 +204,29 @@ impl Emulator {
             .faults
             .members
             .extend(faults.iter().copied());
+    }
+
+    /// Queues faults for the next item calls of `kind`, in order, one a
+    /// call. The queues: bulk creations (`Bulk { .. }`, whatever its
+    /// `items`), frames, connectors, listings (`ListItems` and
+    /// `ListConnectors` share one) and board deletions.
+    pub fn inject_item_faults(&self, kind: ItemCallKind, faults: &[BoardFault]) {
+        let mut world = self.shared.world();
+        world.faults.item_queue(kind).extend(faults.iter().copied());
+    }
+
+    /// Drops the item-call faults still queued, of every kind.
+    pub fn clear_item_faults(&self) {
+        let mut world = self.shared.world();
+        for kind in [
+            ItemCallKind::Bulk { items: 0 },
+            ItemCallKind::Frame,
+            ItemCallKind::Connector,
+            ItemCallKind::ListItems,
+            ItemCallKind::DeleteBoard,
+        ] {
+            world.faults.item_queue(kind).clear();
+        }
     }
 
     /// Drops the member-invitation faults still queued.

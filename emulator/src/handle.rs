@@ -3,6 +3,7 @@
 //! passing, an uninstall). The fault switches are in [`crate::faults`].
 
 use crate::boards;
+use crate::items;
 use crate::members;
 use crate::oauth;
 use crate::state::{SeededBoard, Shared, World, TEMPLATE_OWNER_ID};
@@ -18,7 +19,6 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone)]
 pub struct Emulator {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) base_url: String,
 }
 
 impl Emulator {
@@ -37,10 +37,12 @@ impl Emulator {
         Ok(emulator)
     }
 
-    /// The emulator's routes, for nesting; `base_url` is where they are reachable.
+    /// The emulator's routes, for nesting; `base_url` is where they are
+    /// reachable (boards' view links are `{base_url}/app/board/{id}`).
     pub fn router(config: EmulatorConfig, base_url: String) -> (Emulator, Router) {
         let shared = Arc::new(Shared {
             config,
+            base_url: base_url.trim_end_matches('/').to_string(),
             world: Mutex::new(World::default()),
         });
         let router = Router::new()
@@ -60,14 +62,15 @@ impl Emulator {
                 post(members::invite_members),
             )
             .route("/_emulator/stats", get(stats))
+            .merge(items::routes())
             .with_state(shared.clone());
-        (Emulator { shared, base_url }, router)
+        (Emulator { shared }, router)
     }
 
     /// Where it is reachable, e.g. `http://127.0.0.1:41234` (no trailing slash):
     /// the base of both Miro's authorize page and its REST API.
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        &self.shared.base_url
     }
 
     pub fn config(&self) -> &EmulatorConfig {
@@ -75,7 +78,8 @@ impl Emulator {
     }
 
     /// Every board made through the API so far, created or copied, in
-    /// order (copies have `copied_from`); seeded boards are not among them.
+    /// order (copies have `copied_from`), deleted ones too
+    /// ([`Emulator::board_deleted`]); seeded boards are not among them.
     pub fn boards(&self) -> Vec<BoardRecord> {
         self.shared.world().boards.clone()
     }
@@ -141,7 +145,8 @@ impl Emulator {
     }
 
     /// Credits a Miro user spent on metered calls that were let through
-    /// (create and invite 500, copy 2,000), limit or not.
+    /// (create, invite and delete 500, copy 2,000, 100 per item of a bulk
+    /// call, per frame, connector and listed page), limit or not.
     pub fn credits_spent(&self, miro_user_id: &str) -> u64 {
         let world = self.shared.world();
         world.credits_spent.get(miro_user_id).copied().unwrap_or(0)
@@ -238,8 +243,8 @@ impl Emulator {
             ("MIRO_CLIENT_ID", c.client_id.as_str()),
             ("MIRO_CLIENT_SECRET", c.client_secret.as_str()),
             ("MIRO_REDIRECT_URI", redirect_uri),
-            ("MIRO_AUTH_BASE_URL", self.base_url.as_str()),
-            ("MIRO_API_BASE_URL", self.base_url.as_str()),
+            ("MIRO_AUTH_BASE_URL", self.base_url()),
+            ("MIRO_API_BASE_URL", self.base_url()),
             ("TABLE_NAME", table),
             ("ALLOWED_RETURN_ORIGINS", app_origin),
             ("DEFAULT_RETURN_TO", return_to),
@@ -267,6 +272,8 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
         "board_names": world.boards.iter().map(|b| b.name.clone()).collect::<Vec<_>>(),
         "copies": world.boards.iter().filter(|b| b.copied_from.is_some()).count(),
         "member_calls": world.member_calls.len(),
+        "items": world.items.values().map(Vec::len).sum::<usize>(),
+        "connectors": world.connectors.values().map(Vec::len).sum::<usize>(),
         "token_calls": world.token_calls,
     }))
     .into_response()

@@ -23,6 +23,7 @@
 mod boards;
 mod faults;
 mod handle;
+mod items;
 mod members;
 mod metered;
 mod oauth;
@@ -34,12 +35,13 @@ mod tests;
 
 pub use faults::{BoardFault, TokenFault};
 pub use handle::Emulator;
+pub use items::{ConnectorRecord, ItemCall, ItemCallKind, ItemRecord};
 pub use state::{
     is_crowd_user, team_name, user_teams, BoardRecord, EmulatorConfig, MemberCall,
     ATTACKER_MIRO_USER_ID, ATTACKER_MIRO_USER_NAME, COPY_BOARD_CREDITS, CREATE_BOARD_CREDITS,
-    FAILING_INVITATION_DOMAIN, INVITE_MEMBERS_CREDITS, MIRO_USER_ID, MIRO_USER_NAME,
-    OVERSIZE_PADDING, PROJECT_ID, REFRESH_TOKEN_LIFETIME, SECOND_TEAM_ID, SECOND_TEAM_NAME,
-    TEAM_ID, TEAM_NAME, THIRD_TEAM_ID, THIRD_TEAM_NAME,
+    DELETE_BOARD_CREDITS, FAILING_INVITATION_DOMAIN, INVITE_MEMBERS_CREDITS, ITEM_CREDITS,
+    MIRO_USER_ID, MIRO_USER_NAME, OVERSIZE_PADDING, PROJECT_ID, REFRESH_TOKEN_LIFETIME,
+    SECOND_TEAM_ID, SECOND_TEAM_NAME, TEAM_ID, TEAM_NAME, THIRD_TEAM_ID, THIRD_TEAM_NAME,
 };
 
 /// The README's example, compiled and run by `cargo test -p miro-emulator --doc`.

@@ -2,6 +2,7 @@
 //! every code, token, board and rate-limit window it holds, behind one lock.
 
 use crate::faults::Faults;
+use crate::items::{ConnectorRecord, ItemCall, ItemRecord};
 use rand::RngCore;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -86,11 +87,16 @@ pub(crate) const TEMPLATE_OWNER_NAME: &str = "Emulated Template Owner";
 /// Every invitation to an address at this domain fails at Miro (`failed`
 /// with `INVITATION_FAILED` in a 201), whatever the switches say.
 pub const FAILING_INVITATION_DOMAIN: &str = "fails.example";
-/// What Miro charges per call (its rate-limit levels): creating a board and
-/// inviting members are Level 3, copying a board Level 4.
+/// What Miro charges per call (its rate-limit levels): creating a board,
+/// inviting members and deleting a board are Level 3, copying a board
+/// Level 4; board items cost [`ITEM_CREDITS`] each.
 pub const CREATE_BOARD_CREDITS: u64 = 500;
 pub const COPY_BOARD_CREDITS: u64 = 2_000;
 pub const INVITE_MEMBERS_CREDITS: u64 = 500;
+pub const DELETE_BOARD_CREDITS: u64 = 500;
+/// Per item of a bulk creation, per frame, per connector and per page of a
+/// listing (items or connectors).
+pub const ITEM_CREDITS: u64 = 100;
 /// Miro's refresh tokens last 60 days.
 pub const REFRESH_TOKEN_LIFETIME: i64 = 60 * 86_400;
 /// A project (space) that exists in [`TEAM_ID`] only.
@@ -98,6 +104,9 @@ pub const PROJECT_ID: &str = "3458764517517852417";
 /// Padding a test can pass to [`crate::Emulator::pad_board_bodies`] or
 /// [`crate::Emulator::pad_token_bodies`]: 2 MiB, far above any sane read cap.
 pub const OVERSIZE_PADDING: usize = 2 * 1024 * 1024;
+
+/// Where item and connector ids start: Miro's are int64 (sent as strings).
+const FIRST_ITEM_ID: u64 = 3_458_764_600_200_000_000;
 
 const TEAMS: [(&str, &str); 3] = [
     (TEAM_ID, TEAM_NAME),
@@ -269,10 +278,23 @@ pub(crate) struct World {
     pub(crate) pkce_challenges: usize,
     /// Access tokens revoked through `POST /v2/oauth/revoke`, in order.
     pub(crate) revoked: Vec<String>,
+    /// Items per board, in creation order (frames among them).
+    pub(crate) items: HashMap<String, Vec<ItemRecord>>,
+    /// Connectors per board, in creation order.
+    pub(crate) connectors: HashMap<String, Vec<ConnectorRecord>>,
+    /// Every call of an item route (and `DELETE /v2/boards/{id}`), in order.
+    pub(crate) item_calls: Vec<ItemCall>,
+    /// Items and connectors made so far: the next id's offset.
+    pub(crate) next_item: u64,
+    /// Boards deleted through `DELETE /v2/boards/{id}` (made or seeded).
+    pub(crate) deleted: Vec<String>,
 }
 
 pub(crate) struct Shared {
     pub(crate) config: EmulatorConfig,
+    /// Where the routes are reachable (no trailing slash): the base of the
+    /// boards' view links.
+    pub(crate) base_url: String,
     pub(crate) world: Mutex<World>,
 }
 
@@ -322,21 +344,38 @@ impl World {
     /// Board `id` if a token of `user` for `team` may see it: the user's own
     /// boards and the templates of the user's teams. A board in another team
     /// is out of the token's reach whoever may see it there, so it is as
-    /// unknown as a board nobody can see.
+    /// unknown as a board nobody can see; so is a deleted board.
     pub(crate) fn visible_board(&self, id: &str, user: &str, team: &str) -> Option<&BoardRecord> {
-        let made = self
-            .boards
-            .iter()
-            .find(|b| b.id == id)
-            .filter(|b| b.miro_user_id == user);
-        let seeded = || {
+        self.existing_board(id)
+            .filter(|(b, team_visible)| self.may_see(b, *team_visible, user))
+            .map(|(b, _)| b)
+            .filter(|b| b.team_id == team)
+    }
+
+    /// Board `id`, made or seeded and not deleted, whoever may see it, and
+    /// whether it is a team-visible seeded one.
+    pub(crate) fn existing_board(&self, id: &str) -> Option<(&BoardRecord, bool)> {
+        if self.deleted.iter().any(|d| d == id) {
+            return None;
+        }
+        let made = self.boards.iter().find(|b| b.id == id).map(|b| (b, false));
+        made.or_else(|| {
             self.seeded
                 .iter()
                 .find(|s| s.record.id == id)
-                .filter(|s| s.team_visible && user_teams(user).contains(&s.record.team_id.as_str()))
-                .map(|s| &s.record)
-        };
-        made.or_else(seeded).filter(|b| b.team_id == team)
+                .map(|s| (&s.record, s.team_visible))
+        })
+    }
+
+    /// Whether `user` may see board `b`: its own, or a template of its teams.
+    pub(crate) fn may_see(&self, b: &BoardRecord, team_visible: bool, user: &str) -> bool {
+        b.miro_user_id == user || (team_visible && user_teams(user).contains(&b.team_id.as_str()))
+    }
+
+    /// A new item or connector id, shaped like Miro's (a 19-digit number, as a string).
+    pub(crate) fn item_id(&mut self) -> String {
+        self.next_item += 1;
+        FIRST_ITEM_ID.saturating_add(self.next_item).to_string()
     }
 
     /// The team's current install.

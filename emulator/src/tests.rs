@@ -1,5 +1,7 @@
 //! The emulator's own behaviour, over HTTP on loopback.
 
+mod items;
+
 use crate::oauth::s256;
 use crate::*;
 use serde_json::{json, Value};

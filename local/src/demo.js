@@ -26,7 +26,7 @@ const miro = createClient({
 });
 
 // Where the server's own words say more than the friendly text.
-const DETAILED = new Set(['invalid_board', 'invalid_parameter', 'invalid_body', 'miro_rejected']);
+const DETAILED = new Set(['invalid_board', 'invalid_item', 'invalid_parameter', 'invalid_body', 'miro_rejected']);
 
 function explain(error) {
   if (!(error instanceof MiroConnectError)) return 'Unexpected error: ' + (error && error.message);
@@ -45,7 +45,7 @@ async function busy(label, work) {
 function showBoard(board) {
   const li = document.createElement('li');
   const a = document.createElement('a');
-  a.href = board.view_link;
+  if (board.view_link) a.href = board.view_link; // locally: the emulator's drawing of the board
   a.textContent = board.name;
   a.rel = 'noopener noreferrer';
   a.target = '_blank';
@@ -189,6 +189,52 @@ async function createBoard() {
   });
 }
 
+// The app's own content for a board: plain text (never markup) in frames
+// the backend lays out as columns, and a line from a problem to its action.
+function retro(name) {
+  const note = (frame, color, text, ref) => ({ type: 'sticky_note', frame, color, text, ...(ref ? { ref } : {}) });
+  return {
+    name,
+    items: [
+      { type: 'frame', ref: 'well', title: 'Went well' },
+      { type: 'frame', ref: 'improve', title: 'To improve' },
+      { type: 'frame', ref: 'actions', title: 'Actions' },
+      note('well', 'light_green', 'Shipped the importer on time'),
+      note('well', 'green', 'Pairing on reviews'),
+      note('improve', 'orange', 'Flaky CI, again', 'flaky-ci'),
+      note('improve', 'light_pink', 'Reviews waited > 2 days & blocked us'),
+      note('actions', 'light_blue', 'Quarantine flaky tests', 'quarantine'),
+      note('actions', 'yellow', 'A review slot every morning'),
+    ],
+    connectors: [{ from: 'flaky-ci', to: 'quarantine', caption: 'fixed by' }],
+  };
+}
+
+function contentSummary(items) {
+  if (!items) return '';
+  const unknown = items.unknown && items.unknown.length
+    ? '; not confirmed: ' + items.unknown.join(', ') + ' (look at the board before adding them again)'
+    : '';
+  return ' ' + items.created + ' items and connectors made' + unknown + '.';
+}
+
+// The same one-click path as "Create board", with content: not connected
+// yet, the board (content and key included) waits for the consent. The key
+// makes a repeat of this click's request answer the same board.
+async function createContentBoard() {
+  await busy('Creating a board with content…', async () => {
+    const request = retro($('board-name').value);
+    const team = $('board-team').value.trim();
+    if (team) request.team_id = team;
+    const key = globalThis.crypto && crypto.randomUUID ? { idempotencyKey: crypto.randomUUID() } : {};
+    const created = await miro.createBoard(request, { details: true, ...key });
+    if (created === null) return; // on the way to Miro's consent page
+    showBoard(created.board);
+    await refreshConnection();
+    say('Board "' + created.board.name + '" created.' + contentSummary(created.items), 'ok');
+  });
+}
+
 async function loadTemplates() {
   try {
     const res = await fetch('/demo/templates');
@@ -222,7 +268,11 @@ async function finishFromRedirect() {
       return;
     }
     await refreshConnection();
-    if (done.board) { showBoard(done.board); say('Board "' + done.board.name + '" created.' + invitationSummary(done.invitations), 'ok'); return; }
+    if (done.board) {
+      showBoard(done.board);
+      say('Board "' + done.board.name + '" created.' + contentSummary(done.items) + invitationSummary(done.invitations), 'ok');
+      return;
+    }
     if (done.boardError) { say('Connected, but the board failed: ' + explain(done.boardError), 'error'); return; }
     say('Miro connected.', 'ok');
   });
@@ -234,6 +284,7 @@ $('sign-out').addEventListener('click', () => { session.clear(); render(); showC
 $('disconnect').addEventListener('click', () => disconnect());
 $('connect').addEventListener('click', connect);
 $('create-board').addEventListener('click', createBoard);
+$('create-content-board').addEventListener('click', createContentBoard);
 render();
 loadTemplates();
 finishFromRedirect().then((handled) => (handled ? undefined : refreshConnection()));

@@ -59,10 +59,16 @@ pub enum Error {
     RequestTimeout,
     #[error("internal error")]
     Internal(String),
+    /// One item or connector of the content, named by its field; ours, or
+    /// Miro's own refusal mapped back to the request.
+    #[error("{field}: {message}")]
+    InvalidItem { field: String, message: String },
+    #[error("the board does not exist or the connection of that team cannot see it")]
+    BoardNotFound,
 }
 
 /// Every `error` code the API answers with (`openapi.yaml` lists the same).
-pub const CODES: [&str; 24] = [
+pub const CODES: [&str; 26] = [
     "unauthenticated",
     "method_not_allowed",
     "unsupported_media_type",
@@ -87,6 +93,8 @@ pub const CODES: [&str; 24] = [
     "storage_unavailable",
     "request_timeout",
     "internal_error",
+    "invalid_item",
+    "board_not_found",
 ];
 
 impl Error {
@@ -126,6 +134,8 @@ impl Error {
             Error::Storage(_) => "storage_unavailable",
             Error::RequestTimeout => "request_timeout",
             Error::Internal(_) => "internal_error",
+            Error::InvalidItem { .. } => "invalid_item",
+            Error::BoardNotFound => "board_not_found",
         }
     }
 }
@@ -135,6 +145,10 @@ impl From<InvalidBoard> for Error {
         match e {
             InvalidBoard::Rule(message) => Error::InvalidBoard(message),
             InvalidBoard::Combination(fields) => Error::InvalidParameter(fields),
+            InvalidBoard::Item(item) => Error::InvalidItem {
+                field: item.field,
+                message: item.message,
+            },
         }
     }
 }
@@ -186,6 +200,11 @@ pub(crate) fn examples() -> Vec<Error> {
         Error::Storage(String::new()),
         Error::RequestTimeout,
         Error::Internal(String::new()),
+        Error::InvalidItem {
+            field: String::new(),
+            message: String::new(),
+        },
+        Error::BoardNotFound,
     ]
 }
 

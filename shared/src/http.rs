@@ -57,7 +57,7 @@ pub fn status(e: &Error) -> StatusCode {
     let code = match e {
         Error::Unauthenticated | Error::AuthorizationRequired(_) => 401,
         Error::CompletionForbidden => 403,
-        Error::NotConnected => 404,
+        Error::NotConnected | Error::BoardNotFound => 404,
         Error::IdempotencyInProgress => 409,
         Error::MiroOutcomeUnknown => 502,
         Error::MethodNotAllowed => 405,
@@ -73,6 +73,7 @@ pub fn status(e: &Error) -> StatusCode {
         Error::InvalidBoard(_) => 500,
         Error::InvalidBody(_)
         | Error::InvalidBoard(_)
+        | Error::InvalidItem { .. }
         | Error::TemplateNotFound
         | Error::MiroRejected { .. }
         | Error::IdempotencyKeyReused => 422,
@@ -110,6 +111,11 @@ pub fn error(e: &Error) -> Response<Body> {
             "authorize_url": flow.authorize_url,
             "expires_at": flow.expires_at,
             "flow_secret": flow.flow_secret,
+        }),
+        Error::InvalidItem { field, .. } => json!({
+            "error": e.code(),
+            "message": e.to_string(),
+            "field": field,
         }),
         _ => json!({ "error": e.code(), "message": e.to_string() }),
     };

@@ -106,7 +106,18 @@ pub const FUNCTION: &str = "Function";
 
 /// The `Call` values: Miro's token endpoint (exchange and refresh), board
 /// create or copy, invitation, token context, revocation.
-pub const CALLS: [&str; 5] = ["token", "create_board", "invite", "token_context", "revoke"];
+pub const CALLS: [&str; 10] = [
+    "token",
+    "create_board",
+    "invite",
+    "token_context",
+    "revoke",
+    "delete_board",
+    "create_frame",
+    "create_items",
+    "create_connector",
+    "list_items",
+];
 
 /// The `Operation` values: the DynamoDB calls the store makes.
 pub const OPERATIONS: [&str; 5] = ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"];

@@ -48,7 +48,7 @@ impl Route {
     }
 }
 
-pub const ROUTES: [Route; 8] = [
+pub const ROUTES: [Route; 9] = [
     route("POST", "/miro/authorizations", "auth-start", true),
     route("GET", "/miro/callback", "auth-callback", false),
     route(
@@ -58,6 +58,7 @@ pub const ROUTES: [Route; 8] = [
         true,
     ),
     route("POST", "/boards", "create-board", true),
+    route("POST", "/boards/{board_id}/items", "create-board", true),
     route("GET", "/miro/connections", "connection", true),
     route("DELETE", "/miro/connections", "connection", true),
     route("DELETE", "/miro/connections/{team_id}", "connection", true),

@@ -78,6 +78,33 @@ test('createBoard returns the board, or keeps the secret and goes to Miro on 401
   assert.deepEqual(navigations, [started.authorize_url]);
 });
 
+test('addItems posts the content to the board, with the team and the key; an invalid item names its field', async () => {
+  const added = { board: { id: 'b 1' }, items: { created: 3, refs: { a: '11', b: '12' } } };
+  const { client, calls, navigations, storage } = setup([
+    [200, added],
+    [422, { error: 'invalid_item', message: 'items[1].color: one of gray, …', field: 'items[1].color' }],
+    [404, { error: 'board_not_found', message: 'no such board' }],
+    [401, { error: 'miro_authorization_required', message: 'connect', ...started }],
+  ]);
+  const content = {
+    items: [{ type: 'sticky_note', ref: 'a', text: 'x' }, { type: 'sticky_note', ref: 'b', text: 'y' }],
+    connectors: [{ from: 'a', to: 'b' }],
+  };
+  assert.deepEqual(await client.addItems('b 1', content, { teamId: '42', idempotencyKey: 'k-2' }), added);
+  assert.equal(calls[0].url, 'https://api.example/boards/b%201/items');
+  assert.equal(calls[0].init.method, 'POST');
+  assert.equal(calls[0].init.headers['Idempotency-Key'], 'k-2');
+  assert.deepEqual(calls[0].body, { ...content, team_id: '42' });
+  assert.equal(content.team_id, undefined, 'the caller\'s object is left as it was');
+  await assert.rejects(client.addItems('b1', content), (e) => e.code === 'invalid_item' && e.status === 422
+    && e.field === 'items[1].color' && e.message === MESSAGES.invalid_item);
+  assert.equal(calls[1].init.headers['Idempotency-Key'], undefined);
+  await assert.rejects(client.addItems('b1', content), (e) => e.code === 'board_not_found' && e.status === 404);
+  assert.equal(await client.addItems('b1', content), null);
+  assert.equal(storage.getItem(KEY), started.flow_secret);
+  assert.deepEqual(navigations, [started.authorize_url]);
+});
+
 test('errors carry the code, a friendly message, the detail and Retry-After', async () => {
   const { client, navigations } = setup([
     [401, { error: 'unauthenticated', message: 'a valid JWT is required' }],
@@ -103,7 +130,7 @@ test('completeFromLocation cleans the address bar first, presents the kept secre
   assert.equal(calls[0].url, 'https://api.example/miro/authorizations/complete');
   assert.deepEqual(calls[0].body, { completion: 'c-1', flow_secret: 'fs-1' });
   assert.equal(storage.getItem(KEY), null);
-  assert.deepEqual(done, { connection: { team_id: '1', default: true }, board: { id: 'b', name: 'n', view_link: 'v' }, invitations: null, boardError: null });
+  assert.deepEqual(done, { connection: { team_id: '1', default: true }, board: { id: 'b', name: 'n', view_link: 'v' }, items: null, invitations: null, boardError: null });
 });
 
 test('a completion this tab did not start is still presented (to be destroyed), without a secret', async () => {
@@ -169,7 +196,7 @@ test('messageFor has a text for every code of the API and the callback', () => {
     'return_to_not_allowed', 'invalid_completion', 'completion_forbidden', 'miro_authorization_required',
     'miro_rejected', 'miro_rate_limited', 'miro_unavailable', 'miro_outcome_unknown',
     'idempotency_key_reused', 'idempotency_in_progress', 'storage_unavailable', 'internal_error',
-    'access_denied', 'expired', 'authorization_failed', 'network_error', 'unexpected_response'];
+    'invalid_item', 'board_not_found', 'access_denied', 'expired', 'authorization_failed', 'network_error', 'unexpected_response'];
   for (const code of codes) assert.ok(Object.hasOwn(MESSAGES, code), code);
   assert.equal(messageFor('access_denied'), MESSAGES.access_denied);
   assert.match(messageFor('no_such_code'), /no_such_code/);

@@ -98,6 +98,17 @@ async function connections(page) {
   });
 }
 
+/**
+ * Whether `href` is the emulator's drawing of a board, `{emulator}/app/board/{id}`:
+ * the view link the emulator answers, which the product passes on because it
+ * is on the origin of the Miro API base it was configured with.
+ */
+function isDrawnBoard(href) {
+  if (!href) return false;
+  const url = new URL(href);
+  return url.origin === new URL(BASE).origin && /^\/_miro\/app\/board\/[^/]+\/?$/.test(url.pathname);
+}
+
 // The emulator's teams (miro_emulator::TEAM_ID, SECOND_TEAM_ID).
 const TEAM = '3458764517517818867';
 const SECOND_TEAM = '3458764517517818868';
@@ -127,7 +138,7 @@ test('a new user clicks Create board, consents, and sees exactly one board; the 
     await backOnApp(page);
     await page.waitForSelector('a.board-link');
     assert.equal(await page.textContent('a.board-link'), 'Launch plan');
-    assert.match(await page.getAttribute('a.board-link', 'href'), /^https:\/\/miro\.com\/app\/board\//);
+    assert.ok(isDrawnBoard(await page.getAttribute('a.board-link', 'href')), 'the view link is the emulator\'s drawn board');
     assert.match(await page.textContent('#connection'), /^connected/);
     assert.equal(await boards(), before + 1, 'exactly one board');
 
@@ -401,5 +412,58 @@ test('the demo user copies a template board and invites people', async (t) => {
     assert.match(await status(page), /Invited 2; not invited: cy@fails\.example \(INVITATION_FAILED\)/);
     const stats = await (await fetch(`${BASE}/_miro/_emulator/stats`)).json();
     assert.ok(stats.copies >= 1, 'a copy, not an empty board');
+  });
+});
+
+test('Board with content: one consent, then the drawn board shows three frames, their sticky notes and a connector', async (t) => {
+  let page;
+  let board;
+  await withScreenshots('content', () => [page, board].filter(Boolean), async () => {
+    page = await openApp(t);
+    const before = await boards();
+    await signIn(page, unique('rhea'));
+    assert.match(await page.textContent('#connection'), /not connected/);
+
+    // The same one-click path as Create board: the board and its content
+    // wait for the consent, and are made once it is given.
+    await page.fill('#board-name', 'Sprint 14 retro');
+    await page.click('#create-content-board');
+    await onConsentPage(page);
+    await page.click('#allow');
+    await backOnApp(page);
+    await page.waitForSelector('a.board-link');
+    assert.equal(await page.textContent('a.board-link'), 'Sprint 14 retro');
+    const said = await status(page);
+    assert.match(said, /^Board "Sprint 14 retro" created\./);
+    // What the answer reports of the content, when it does: 9 items and 1 connector, all confirmed.
+    if (/made/.test(said)) assert.match(said, / 10 items and connectors made\.$/);
+    assert.equal(await boards(), before + 1, 'exactly one board');
+    const href = await page.getAttribute('a.board-link', 'href');
+    assert.ok(isDrawnBoard(href), `the view link is the emulator's drawn board: ${href}`);
+
+    // Follow the link, as a user would (it opens in a new tab).
+    [board] = await Promise.all([page.context().waitForEvent('page'), page.click('a.board-link')]);
+    board.setDefaultTimeout(TIMEOUT);
+    await board.waitForLoadState();
+    assert.equal(board.url(), href);
+    await board.waitForSelector('svg');
+    assert.equal(await board.locator('svg').count(), 1, 'one drawing');
+    const frames = board.locator('svg [data-type="frame"]');
+    assert.equal(await frames.count(), 3);
+    const titles = await frames.allTextContents();
+    for (const title of ['Went well', 'To improve', 'Actions']) {
+      assert.ok(titles.some((text) => text.includes(title)), `a frame titled ${title}: ${titles.join(' | ')}`);
+    }
+    const notes = board.locator('svg [data-type="sticky_note"]');
+    assert.equal(await notes.count(), 6);
+    const texts = await notes.allTextContents();
+    // Plain text, never markup: the app's `>` and `&` are shown as they were written.
+    assert.ok(texts.some((text) => text.includes('Reviews waited > 2 days & blocked us')), texts.join(' | '));
+    const line = board.locator('svg [data-type="connector"]');
+    assert.equal(await line.count(), 1);
+    assert.match(await line.textContent(), /fixed by/);
+    for (const el of await board.locator('svg [data-type]').all()) {
+      assert.ok(await el.getAttribute('data-item-id'), 'every element names its item');
+    }
   });
 });

@@ -558,7 +558,7 @@ proptest! {
     #[test]
     fn miro_board_response(body in json_like()) {
         // Whatever Miro's body holds, a board comes out only with an id.
-        if let Some(board) = miro_connect::miro::parse_board(&body) {
+        if let Some(board) = miro_connect::miro::parse_board(&body, None) {
             prop_assert!(!board.id.is_empty());
         }
     }

@@ -6,7 +6,7 @@ use crate::clock::rfc3339;
 use crate::domain::{
     default_connection, first_version, is_miro_id, next_sweep, AuthorizationRequest, Board,
     BoardRequest, Completion, Connection, ConnectionKey, ConnectionProfile, ConnectionView,
-    FlowStarted, Invitations, PendingAuthorization,
+    ContentSummary, FlowStarted, Invitations, PendingAuthorization,
 };
 use crate::error::Error;
 use crate::events::Lifecycle;
@@ -72,6 +72,9 @@ pub struct Completed {
     pub connection: ConnectionView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub board: Option<Board>,
+    /// What became of the board's content, when it carried any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<ContentSummary>,
     /// What became of the board's invitations, when it asked for members.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invitations: Option<Invitations>,
@@ -96,7 +99,7 @@ impl Service {
                 return Err(Error::InvalidParameter("team_id"));
             }
         }
-        self.pend(user, return_to.to_string(), start.team_id, None)
+        self.pend(user, return_to.to_string(), start.team_id, None, None)
             .await
     }
 
@@ -108,6 +111,7 @@ impl Service {
         return_to: String,
         team_id: Option<String>,
         intent: Option<BoardRequest>,
+        intent_key: Option<&str>,
     ) -> Result<FlowStarted, Error> {
         let now = self.clock.now();
         let expires_at = now + self.config.authorization_ttl_seconds;
@@ -129,6 +133,7 @@ impl Service {
             flow_secret_hash: flow_secret.digest(),
             return_to,
             team_id,
+            intent_key: intent.as_ref().and(intent_key).map(str::to_string),
             intent,
         };
         self.store
@@ -152,10 +157,14 @@ impl Service {
         user: &AppUser,
         return_to: Option<String>,
         intent: Option<BoardRequest>,
+        intent_key: Option<&str>,
     ) -> Error {
         let team_id = intent.as_ref().and_then(|i| i.team_id.clone());
         let return_to = return_to.unwrap_or_else(|| self.config.default_return_to.to_string());
-        match self.pend(user, return_to, team_id, intent).await {
+        match self
+            .pend(user, return_to, team_id, intent, intent_key)
+            .await
+        {
             Ok(started) => Error::AuthorizationRequired(Some(Box::new(started))),
             Err(e) => e,
         }
@@ -284,7 +293,12 @@ impl Service {
                 tracing::warn!(user = %user, %reason, "code exchange refused");
                 let request = parked.request;
                 return Err(self
-                    .authorization_required(user, Some(request.return_to), request.intent)
+                    .authorization_required(
+                        user,
+                        Some(request.return_to),
+                        request.intent,
+                        request.intent_key.as_deref(),
+                    )
                     .await);
             }
             Err(e) => {
@@ -324,30 +338,38 @@ impl Service {
             }
         }
 
-        let (board, invitations, board_error) = match &parked.request.intent {
-            None => (None, None, None),
-            Some(intent) => match super::boards::counted(
-                self.board_and_invitations(
+        let mut completed = Completed {
+            connection: ConnectionView::of(&connection, default_team == connection.key.team_id),
+            board: None,
+            items: None,
+            invitations: None,
+            board_error: None,
+        };
+        if let Some(intent) = parked.request.intent {
+            // Under the request's own key: the same request repeated after
+            // the consent replays this board.
+            let outcome = self
+                .create_board_once(
                     user,
-                    Some(connection.clone()),
+                    parked.request.intent_key.as_deref(),
                     intent,
                     Deadline::no_waiting(),
                     // A flow started here could never be used: its secret
                     // would not reach the app.
                     Consent::ReportOnly,
+                    Some(connection.clone()),
                 )
-                .await,
-            ) {
-                Ok(created) => (Some(created.board), created.invitations, None),
-                Err(e) => (None, None, Some(ErrorBody::from(&e))),
-            },
-        };
-        Ok(Completed {
-            connection: ConnectionView::of(&connection, default_team == connection.key.team_id),
-            board,
-            invitations,
-            board_error,
-        })
+                .await;
+            match super::boards::counted(outcome) {
+                Ok(created) => {
+                    completed.board = Some(created.board);
+                    completed.items = created.items;
+                    completed.invitations = created.invitations;
+                }
+                Err(e) => completed.board_error = Some(ErrorBody::from(&e)),
+            }
+        }
+        Ok(completed)
     }
 
     /// Which team boards without one go to once a connection for `team` is

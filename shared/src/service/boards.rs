@@ -4,17 +4,18 @@
 //! never makes a second board.
 
 use super::connections::disconnected;
+use super::content::Content;
 use super::retry::backoff;
 use super::{miro_failure, Deadline, Service};
 use crate::domain::{
-    default_connection, Board, BoardRequest, Connection, ConnectionKey, FailedInvitation,
-    InvitationChunk, Invitations,
+    default_connection, Board, BoardRequest, Connection, ConnectionKey, ContentSummary,
+    FailedInvitation, InvitationChunk, Invitations,
 };
 use crate::error::Error;
 use crate::events::{DisconnectReason, Lifecycle};
 use crate::identity::AppUser;
 use crate::miro::MiroError;
-use crate::store::{BoardMade, IdempotencyRecord, IdempotentOutcome};
+use crate::store::{BoardMade, ContentMade, IdempotencyRecord, IdempotentOutcome};
 use serde::Serialize;
 
 /// What to do when a board needs a consent the user has not given.
@@ -56,7 +57,14 @@ impl Service {
         let mut waits = 0;
         loop {
             let outcome = self
-                .create_board_once(user, idempotency_key, request.clone(), deadline, consent)
+                .create_board_once(
+                    user,
+                    idempotency_key,
+                    request.clone(),
+                    deadline,
+                    consent,
+                    None,
+                )
                 .await;
             let wait = backoff(waits);
             match outcome {
@@ -71,88 +79,37 @@ impl Service {
         }
     }
 
-    async fn create_board_once(
+    /// One attempt at the request. `known`: the connection a consent just
+    /// stored (the intent's run at completion), else the team's or default.
+    pub(crate) async fn create_board_once(
         &self,
         user: &AppUser,
         idempotency_key: Option<&str>,
         request: BoardRequest,
         deadline: Deadline,
         consent: Consent,
+        known: Option<Connection>,
     ) -> Result<BoardCreated, Error> {
         request.validate()?;
         let Some(key) = idempotency_key else {
             return self
-                .board_and_invitations(user, None, &request, deadline, consent)
+                .board_and_invitations(user, known, &request, deadline, consent)
                 .await;
         };
-        if !is_idempotency_key(key) {
-            return Err(Error::InvalidParameter("Idempotency-Key"));
-        }
-        let request_hash = crate::secret::sha256_hex(
-            &serde_json::to_string(&request).map_err(|e| Error::Internal(e.to_string()))?,
-        );
-        let now = self.clock.now();
-        let claim_id = uuid::Uuid::new_v4().to_string();
-        let expires_at = now + IDEMPOTENCY_TTL_SECONDS;
-        let record = |outcome| IdempotencyRecord {
-            request_hash: request_hash.clone(),
-            outcome,
-            expires_at,
+        let mut claim = self.claim_key(user, key, &request).await?;
+        let resumed = match std::mem::replace(&mut claim.earlier, Claimed::Fresh) {
+            Claimed::Replay(created) => return Ok(created),
+            Claimed::Resume(made) => Some(made),
+            Claimed::Fresh => None,
         };
-        let in_progress = |made: Option<BoardMade>| {
-            record(IdempotentOutcome::InProgress {
-                claim: claim_id.clone(),
-                made,
-            })
-        };
-        let earlier = self.store.claim(user, key, &in_progress(None), now).await?;
-        let resumed = match earlier {
-            None => None,
-            Some(earlier) => {
-                if earlier.request_hash != request_hash {
-                    return Err(Error::IdempotencyKeyReused);
-                }
-                // Claimed longer ago than any invocation runs: its holder died.
-                let stale =
-                    now >= earlier.expires_at - IDEMPOTENCY_TTL_SECONDS + STALE_CLAIM_SECONDS;
-                match earlier.outcome {
-                    IdempotentOutcome::Created { board, invitations } => {
-                        tracing::info!(user = %user, board = %board.id, "idempotent replay");
-                        return Ok(BoardCreated {
-                            board,
-                            invitations,
-                            replayed: true,
-                        });
-                    }
-                    // Our own claim, written once already: its answer was lost
-                    // and the write was sent again. Ours to carry on with.
-                    IdempotentOutcome::InProgress { claim, made } if claim == claim_id => made,
-                    IdempotentOutcome::Paused { made } => Some(made),
-                    // A dead holder that had made the board: finish its work.
-                    IdempotentOutcome::InProgress {
-                        made: Some(made), ..
-                    } if stale => Some(made),
-                    // A dead holder that may have made a board nobody knows of.
-                    IdempotentOutcome::InProgress { .. } if stale => {
-                        return Err(Error::MiroOutcomeUnknown)
-                    }
-                    IdempotentOutcome::InProgress { .. } => {
-                        return Err(Error::IdempotencyInProgress)
-                    }
-                    IdempotentOutcome::Unknown => return Err(Error::MiroOutcomeUnknown),
-                }
-            }
-        };
-        let (mut made, mut connection) = match resumed {
+        let (mut made, mut connection, is_resumed) = match resumed {
             Some(made) => {
                 tracing::info!(user = %user, board = %made.board.id, done = made.chunks_done, "resuming a board request");
-                self.store
-                    .settle(user, key, &in_progress(Some(made.clone())))
-                    .await?;
-                (made, None)
+                claim.save(self, Some(&made)).await?;
+                (made, None, true)
             }
             None => match self
-                .create_board_for(user, None, &request, deadline, consent)
+                .create_board_for(user, known, &request, deadline, consent, Some(key))
                 .await
             {
                 Ok((board, connection)) => {
@@ -160,25 +117,58 @@ impl Service {
                         board,
                         chunks_done: 0,
                         invitations: Invitations::default(),
+                        content: ContentMade::default(),
                     };
                     // The board's id is kept before anything else is tried.
-                    self.store
-                        .settle(user, key, &in_progress(Some(made.clone())))
-                        .await?;
-                    (made, Some(connection))
+                    claim.save(self, Some(&made)).await?;
+                    (made, Some(connection), false)
                 }
                 Err(e) if e.made_nothing() => {
                     self.store.release(user, key).await?;
                     return Err(e);
                 }
                 Err(e) => {
-                    self.store
-                        .settle(user, key, &record(IdempotentOutcome::Unknown))
-                        .await?;
+                    claim.settle(self, IdempotentOutcome::Unknown).await?;
                     return Err(e);
                 }
             },
         };
+        let content = Content::new(&request.items, &request.connectors);
+        if !content.is_done(&made.content) {
+            let mut current = self
+                .board_connection(user, connection.take(), &request, &made.board)
+                .await?;
+            let mut progress = std::mem::take(&mut made.content);
+            let outcome = self
+                .make_content(
+                    user,
+                    &mut current,
+                    &made.board.id,
+                    &content,
+                    &mut progress,
+                    is_resumed,
+                    false,
+                    deadline,
+                    Some((&claim, &made)),
+                )
+                .await;
+            made.content = progress;
+            connection = Some(current);
+            if let Err(e) = outcome {
+                if matches!(e, Error::InvalidItem { .. }) {
+                    // All or nothing: the board goes, and the key with it.
+                    self.delete_new_board(user, connection.as_ref(), &made.board)
+                        .await;
+                    self.store.release(user, key).await?;
+                } else {
+                    tracing::warn!(user = %user, board = %made.board.id, error = %e, "content paused; a retry under the key resumes it");
+                    claim
+                        .settle(self, IdempotentOutcome::Paused { made })
+                        .await?;
+                }
+                return Err(e);
+            }
+        }
         let chunks = request.invitation_chunks();
         while let Some(chunk) = chunks.get(made.chunks_done) {
             match self
@@ -195,41 +185,155 @@ impl Service {
                 Ok(done) => {
                     merge(&mut made.invitations, chunk, done);
                     made.chunks_done += 1;
-                    self.store
-                        .settle(user, key, &in_progress(Some(made.clone())))
-                        .await?;
+                    claim.save(self, Some(&made)).await?;
                 }
                 Err(e) => {
                     tracing::warn!(user = %user, board = %made.board.id, done = made.chunks_done, error = %e, "invitations paused; a retry under the key resumes them");
-                    self.store
-                        .settle(user, key, &record(IdempotentOutcome::Paused { made }))
+                    claim
+                        .settle(self, IdempotentOutcome::Paused { made })
                         .await?;
                     return Err(e);
                 }
             }
         }
         let invitations = (!chunks.is_empty()).then_some(made.invitations);
-        self.store
+        let items = (!content.is_empty()).then(|| content.summary(&made.content));
+        claim
             .settle(
-                user,
-                key,
-                &record(IdempotentOutcome::Created {
+                self,
+                IdempotentOutcome::Created {
                     board: made.board.clone(),
                     invitations: invitations.clone(),
-                }),
+                    items: items.clone(),
+                },
             )
             .await?;
         Ok(BoardCreated {
             board: made.board,
             invitations,
+            items,
             replayed: false,
         })
     }
 
+    /// Claims `key` for `request`: a fresh claim, the earlier answer to
+    /// replay, or an earlier attempt's progress to resume.
+    pub(super) async fn claim_key<'k, R: Serialize>(
+        &self,
+        user: &'k AppUser,
+        key: &'k str,
+        request: &R,
+    ) -> Result<Claim<'k>, Error> {
+        if !is_idempotency_key(key) {
+            return Err(Error::InvalidParameter("Idempotency-Key"));
+        }
+        let request_hash = crate::secret::sha256_hex(
+            &serde_json::to_string(request).map_err(|e| Error::Internal(e.to_string()))?,
+        );
+        let now = self.clock.now();
+        let mut claim = Claim {
+            user,
+            key,
+            request_hash,
+            claim_id: uuid::Uuid::new_v4().to_string(),
+            expires_at: now + IDEMPOTENCY_TTL_SECONDS,
+            earlier: Claimed::Fresh,
+        };
+        let Some(earlier) = self
+            .store
+            .claim(user, key, &claim.in_progress(None), now)
+            .await?
+        else {
+            return Ok(claim);
+        };
+        if earlier.request_hash != claim.request_hash {
+            return Err(Error::IdempotencyKeyReused);
+        }
+        // Claimed longer ago than any invocation runs: its holder died.
+        let stale = now >= earlier.expires_at - IDEMPOTENCY_TTL_SECONDS + STALE_CLAIM_SECONDS;
+        claim.earlier = match earlier.outcome {
+            IdempotentOutcome::Created {
+                board,
+                invitations,
+                items,
+            } => {
+                tracing::info!(user = %user, board = %board.id, "idempotent replay");
+                Claimed::Replay(BoardCreated {
+                    board,
+                    invitations,
+                    items,
+                    replayed: true,
+                })
+            }
+            // Our own claim, written once already: its answer was lost
+            // and the write was sent again. Ours to carry on with.
+            IdempotentOutcome::InProgress { claim: id, made } if id == claim.claim_id => {
+                made.map_or(Claimed::Fresh, Claimed::Resume)
+            }
+            IdempotentOutcome::Paused { made } => Claimed::Resume(made),
+            // A dead holder that had made the board: finish its work.
+            IdempotentOutcome::InProgress {
+                made: Some(made), ..
+            } if stale => Claimed::Resume(made),
+            // A dead holder that may have made a board nobody knows of.
+            IdempotentOutcome::InProgress { .. } if stale => return Err(Error::MiroOutcomeUnknown),
+            IdempotentOutcome::InProgress { .. } => return Err(Error::IdempotencyInProgress),
+            IdempotentOutcome::Unknown => return Err(Error::MiroOutcomeUnknown),
+        };
+        Ok(claim)
+    }
+
+    /// The connection to carry on with on `board`: the one at hand, else
+    /// the connection of the team the board is in (the default may have
+    /// moved since), else of the request's team.
+    async fn board_connection(
+        &self,
+        user: &AppUser,
+        at_hand: Option<Connection>,
+        request: &BoardRequest,
+        board: &Board,
+    ) -> Result<Connection, Error> {
+        if let Some(c) = at_hand {
+            return Ok(c);
+        }
+        let team = board.team.as_ref().map(|t| t.id.as_str());
+        self.connection_for(user, team.or(request.team_id.as_deref()))
+            .await?
+            // Never a new flow here: its intent would make a second board.
+            .ok_or(Error::AuthorizationRequired(None))
+    }
+
+    /// Deletes a board the request made when its content cannot be made
+    /// (one call, 500 credits; deleting its items one by one would cost 100
+    /// each). Best effort: the request fails either way.
+    async fn delete_new_board(
+        &self,
+        user: &AppUser,
+        connection: Option<&Connection>,
+        board: &Board,
+    ) {
+        let Some(connection) = connection else {
+            return;
+        };
+        self.rate_gate.wait(user, Deadline::no_waiting()).await;
+        match self
+            .miro
+            .delete_board(&connection.access_token, &board.id)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(user = %user, board = %board.id, "board deleted: its content could not be made")
+            }
+            Err(e) => {
+                tracing::warn!(user = %user, board = %board.id, error = %e, "board with refused content not deleted")
+            }
+        }
+    }
+
     /// The board and its invitations without a record to resume from (no
-    /// idempotency key, or the intent a consent just made possible): an
-    /// invitation chunk that cannot be sent is reported as failed, since a
-    /// retry would make a second board.
+    /// idempotency key): content that cannot be made takes the board with
+    /// it (a retry makes a new one), and an invitation chunk that cannot be
+    /// sent is reported as failed, since a retry would make a second board.
     pub(crate) async fn board_and_invitations(
         &self,
         user: &AppUser,
@@ -238,12 +342,33 @@ impl Service {
         deadline: Deadline,
         consent: Consent,
     ) -> Result<BoardCreated, Error> {
-        let (board, connection) = self
-            .create_board_for(user, known, request, deadline, consent)
+        let (board, mut current) = self
+            .create_board_for(user, known, request, deadline, consent, None)
             .await?;
+        let content = Content::new(&request.items, &request.connectors);
+        let mut made = ContentMade::default();
+        if !content.is_empty() {
+            let outcome = self
+                .make_content(
+                    user,
+                    &mut current,
+                    &board.id,
+                    &content,
+                    &mut made,
+                    false,
+                    false,
+                    deadline,
+                    None,
+                )
+                .await;
+            if let Err(e) = outcome {
+                self.delete_new_board(user, Some(&current), &board).await;
+                return Err(e);
+            }
+        }
         let chunks = request.invitation_chunks();
         let mut invitations = Invitations::default();
-        let mut connection = Some(connection);
+        let mut connection = Some(current);
         for chunk in &chunks {
             let done = match self
                 .invite(user, &mut connection, request, &board, chunk, deadline)
@@ -257,6 +382,7 @@ impl Service {
         Ok(BoardCreated {
             board,
             invitations: (!chunks.is_empty()).then_some(invitations),
+            items: (!content.is_empty()).then(|| content.summary(&made)),
             replayed: false,
         })
     }
@@ -274,17 +400,9 @@ impl Service {
         chunk: &InvitationChunk,
         deadline: Deadline,
     ) -> Result<Vec<FailedInvitation>, Error> {
-        // Resuming: the connection of the team the board is in (the
-        // default may have moved since).
-        let team = board.team.as_ref().map(|t| t.id.as_str());
-        let mut current = match connection.take() {
-            Some(c) => c,
-            None => self
-                .connection_for(user, team.or(request.team_id.as_deref()))
-                .await?
-                // Never a new flow here: its intent would make a second board.
-                .ok_or(Error::AuthorizationRequired(None))?,
-        };
+        let mut current = self
+            .board_connection(user, connection.take(), request, board)
+            .await?;
         let message = request.invitation_message.as_deref();
         let mut refreshed = false;
         for attempt in 1..=MAX_ATTEMPTS {
@@ -350,6 +468,7 @@ impl Service {
         request: &BoardRequest,
         deadline: Deadline,
         consent: Consent,
+        idempotency_key: Option<&str>,
     ) -> Result<(Board, Connection), Error> {
         let mut connection = match known {
             Some(c) => Some(c),
@@ -433,7 +552,7 @@ impl Service {
         .await;
         Err(match consent {
             Consent::StartFlow => {
-                self.authorization_required(user, None, Some(request.clone()))
+                self.authorization_required(user, None, Some(request.clone()), idempotency_key)
                     .await
             }
             Consent::ReportOnly => Error::AuthorizationRequired(None),
@@ -442,7 +561,7 @@ impl Service {
 
     /// The connection for `team_id`, or the user's default one, with a
     /// usable token; `None` if there is none.
-    async fn connection_for(
+    pub(super) async fn connection_for(
         &self,
         user: &AppUser,
         team_id: Option<&str>,
@@ -475,12 +594,90 @@ const IN_PROGRESS_WAITS: u32 = 5;
 #[derive(Debug, Serialize)]
 pub struct BoardCreated {
     pub board: Board,
+    /// What became of the app's content, when it sent any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<ContentSummary>,
     /// What became of each invitation, when members were asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invitations: Option<Invitations>,
     /// The board of an earlier request under the same idempotency key.
     #[serde(skip)]
     pub replayed: bool,
+}
+
+/// The answer to content added to an existing board.
+#[derive(Debug, Serialize)]
+pub struct ItemsAdded {
+    pub board: BoardId,
+    pub items: ContentSummary,
+    /// The answer of an earlier request under the same idempotency key.
+    #[serde(skip)]
+    pub replayed: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BoardId {
+    pub id: String,
+}
+
+/// What an idempotency key held when it was claimed.
+pub(crate) enum Claimed {
+    /// Nothing: this request is the first.
+    Fresh,
+    /// A finished request's answer.
+    Replay(BoardCreated),
+    /// An unfinished request's progress, ours to carry on.
+    Resume(BoardMade),
+}
+
+/// A claimed idempotency key, and how to record progress under it.
+pub(crate) struct Claim<'k> {
+    user: &'k AppUser,
+    key: &'k str,
+    request_hash: String,
+    claim_id: String,
+    expires_at: i64,
+    pub(super) earlier: Claimed,
+}
+
+impl Claim<'_> {
+    fn record(&self, outcome: IdempotentOutcome) -> IdempotencyRecord {
+        IdempotencyRecord {
+            request_hash: self.request_hash.clone(),
+            outcome,
+            expires_at: self.expires_at,
+        }
+    }
+
+    fn in_progress(&self, made: Option<&BoardMade>) -> IdempotencyRecord {
+        self.record(IdempotentOutcome::InProgress {
+            claim: self.claim_id.clone(),
+            made: made.cloned(),
+        })
+    }
+
+    /// Records how far the request got; the claim stays ours.
+    pub(super) async fn save(
+        &self,
+        service: &Service,
+        made: Option<&BoardMade>,
+    ) -> Result<(), Error> {
+        Ok(service
+            .store
+            .settle(self.user, self.key, &self.in_progress(made))
+            .await?)
+    }
+
+    pub(super) async fn settle(
+        &self,
+        service: &Service,
+        outcome: IdempotentOutcome,
+    ) -> Result<(), Error> {
+        Ok(service
+            .store
+            .settle(self.user, self.key, &self.record(outcome))
+            .await?)
+    }
 }
 
 /// Counts a board request's outcome: `BoardsCreated` (a replay made

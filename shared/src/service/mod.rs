@@ -4,13 +4,15 @@
 //! One use case a file, each adding its methods to [`Service`]:
 //! [`authorization`] (start, callback, complete), [`boards`] (idempotency and
 //! the Miro call loop), [`connections`] (status, disconnect, revocation),
-//! [`tokens`] (refresh under the lease), [`events`] (the board-request
+//! [`content`] (a board's items, exactly once), [`tokens`] (refresh under
+//! the lease), [`events`] (the board-request
 //! consumer), [`keepalive`] (the scheduled sweep); [`retry`] holds the
 //! waiting and backoff they share.
 
 pub mod authorization;
 pub mod boards;
 pub mod connections;
+pub mod content;
 pub mod events;
 pub mod keepalive;
 pub mod retry;
@@ -20,7 +22,7 @@ pub use authorization::{
     AuthorizationStarted, CallbackOutcome, CallbackParams, CompleteAuthorization, Completed,
     StartAuthorization, MAX_LIVE_FLOWS,
 };
-pub use boards::{is_idempotency_key, BoardCreated, Consent, IDEMPOTENCY_TTL_SECONDS};
+pub use boards::{is_idempotency_key, BoardCreated, Consent, ItemsAdded, IDEMPOTENCY_TTL_SECONDS};
 pub use retry::Deadline;
 
 use crate::clock::Clock;
@@ -139,6 +141,11 @@ fn miro_failure(user: &AppUser, e: MiroError) -> Error {
             status: 403,
             message: "the app is not installed in that team".into(),
         },
+        MiroError::InvalidItem { field, message, .. } => Error::MiroRejected {
+            status: 400,
+            message: format!("{field}: {message}"),
+        },
+        MiroError::BoardNotFound => Error::BoardNotFound,
         MiroError::Unavailable { detail, .. } => {
             // Only reached for requests that are safe to repeat.
             tracing::warn!(user = %user, %detail, "Miro unavailable");

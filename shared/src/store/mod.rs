@@ -11,7 +11,7 @@ pub mod dynamo;
 pub mod memory;
 
 use crate::domain::{
-    Board, Completion, Connection, ConnectionKey, Invitations, PendingAuthorization,
+    Board, Completion, Connection, ConnectionKey, ContentSummary, Invitations, PendingAuthorization,
 };
 use crate::identity::AppUser;
 use async_trait::async_trait;
@@ -228,6 +228,8 @@ pub enum IdempotentOutcome {
         board: Board,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         invitations: Option<Invitations>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        items: Option<ContentSummary>,
     },
     /// Miro may or may not have created it (a 5xx or a lost answer to the POST).
     Unknown,
@@ -241,6 +243,42 @@ pub struct BoardMade {
     /// [`crate::domain::BoardRequest::invitation_chunks`].
     pub chunks_done: usize,
     pub invitations: Invitations,
+    /// How far the board's content got (nothing, for a board without any).
+    #[serde(default, skip_serializing_if = "ContentMade::is_empty")]
+    pub content: ContentMade,
+}
+
+/// The content saga's progress (`crate::service::content`): Miro's id of
+/// each item and connector whose call landed, by its index in the request.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ContentMade {
+    #[serde(default)]
+    pub items: Vec<Option<String>>,
+    #[serde(default)]
+    pub connectors: Vec<Option<String>>,
+    /// Indices of items (and connectors) whose call may have landed but
+    /// could not be confirmed on the board: never sent again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_items: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_connectors: Vec<usize>,
+    /// Items that were on an existing board before the saga began and look
+    /// like some it makes: never taken for its own when reconciling.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lookalikes: Vec<String>,
+    /// The existing board was read for lookalikes (a new board has none).
+    #[serde(default)]
+    pub surveyed: bool,
+    /// This attempt sent a content call (kept in memory only): a key may be
+    /// given back on failure only if nothing was sent.
+    #[serde(skip)]
+    pub sent: bool,
+}
+
+impl ContentMade {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

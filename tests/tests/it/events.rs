@@ -98,7 +98,7 @@ impl Bus {
     }
 
     /// What another AWS service does to ask for a board.
-    async fn request_board(&self, detail: Value) {
+    pub(crate) async fn request_board(&self, detail: Value) {
         let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
             .event_bus_name(&self.name)
             .source("test.app")
@@ -136,7 +136,7 @@ impl Bus {
         got
     }
 
-    async fn requests(&self, count: usize) -> Vec<SqsMessage> {
+    pub(crate) async fn requests(&self, count: usize) -> Vec<SqsMessage> {
         let messages = self.receive(&self.requests, count).await;
         assert_eq!(
             messages.len(),
@@ -192,7 +192,10 @@ impl Bus {
     }
 
     /// The outcome events published so far: (created, failed).
-    async fn outcomes(&self, expected: usize) -> (Vec<CreatedDetail>, Vec<FailedDetail>) {
+    pub(crate) async fn outcomes(
+        &self,
+        expected: usize,
+    ) -> (Vec<CreatedDetail>, Vec<FailedDetail>) {
         let mut created = Vec::new();
         let mut failed = Vec::new();
         for m in self.receive(&self.outcomes, expected).await {
@@ -214,7 +217,7 @@ impl Bus {
 }
 
 /// The consumer as the Lambda runtime runs it, on the deployment's table and bus.
-async fn consumer(
+pub(crate) async fn consumer(
     app: &TestApp,
     bus: &Bus,
     settings: &HashMap<String, String>,
@@ -227,7 +230,7 @@ async fn consumer(
     }
 }
 
-async fn invoke(
+pub(crate) async fn invoke(
     app: &board_events::App,
     records: Vec<SqsMessage>,
     seconds_left: u64,

@@ -3,6 +3,7 @@
 
 mod architecture;
 mod bad_input;
+mod content;
 mod events;
 mod flows;
 mod keepalive;

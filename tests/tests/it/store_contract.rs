@@ -35,6 +35,7 @@ fn request(owner: &str) -> AuthorizationRequest {
             name: Some("Plan".into()),
             ..Default::default()
         }),
+        intent_key: Some("order-17".into()),
     }
 }
 
