@@ -106,7 +106,10 @@ mod tests {
                 "{r:?} once"
             );
         }
-        let team = ROUTES[6];
+        let team = ROUTES
+            .iter()
+            .find(|r| r.path == "/miro/connections/{team_id}")
+            .expect("the team route");
         assert_eq!(
             team.matches("/miro/connections/3458764517517818867"),
             Some(vec![("team_id", "3458764517517818867".to_string())])

@@ -201,6 +201,94 @@ fn board_like() -> impl Strategy<Value = Vec<u8>> {
         )
 }
 
+/// Board content, often close to valid: items of every kind with any of
+/// their fields, frames and refs that may or may not exist, connectors
+/// between refs that may be frames, missing or the same item.
+fn content_like() -> impl Strategy<Value = Value> {
+    let kind = prop_oneof![
+        Just("sticky_note"),
+        Just("text"),
+        Just("shape"),
+        Just("card"),
+        Just("frame"),
+        Just("image"),
+    ];
+    let number = prop_oneof![
+        Just(Value::Null),
+        (-2_000_000.0f64..2_000_000.0).prop_map(Value::from),
+        (0.0f64..12_000.0).prop_map(Value::from),
+        Just(Value::from("12")),
+    ];
+    let item = (
+        kind,
+        proptest::option::of("r[0-9]{1,2}"),
+        proptest::option::of(".{0,1100}"),
+        proptest::option::of(".{0,210}"),
+        proptest::option::of(prop_oneof![
+            Just("yellow".to_string()),
+            Just("#ff00aa".to_string()),
+            "[#a-z0-9]{0,8}"
+        ]),
+        proptest::option::of(prop_oneof![
+            Just("square"),
+            Just("circle"),
+            Just("rectangle"),
+            Just("blob")
+        ]),
+        (number.clone(), number.clone(), number.clone(), number),
+        proptest::option::of("r[0-9]{1,2}"),
+    )
+        .prop_map(
+            |(kind, reference, text, title, color, shape, (x, y, w, h), frame)| {
+                let mut item = serde_json::json!({ "type": kind });
+                let fields = item.as_object_mut().expect("object");
+                let mut put = |k: &str, v: Option<Value>| {
+                    if let Some(v) = v.filter(|v| !v.is_null()) {
+                        fields.insert(k.into(), v);
+                    }
+                };
+                put("ref", reference.map(Value::from));
+                put("text", text.map(Value::from));
+                put("title", title.map(Value::from));
+                put("color", color.map(Value::from));
+                put("shape", shape.map(Value::from));
+                put("x", Some(x));
+                put("y", Some(y));
+                put("width", Some(w));
+                put("height", Some(h));
+                put("frame", frame.map(Value::from));
+                item
+            },
+        );
+    let connector = (
+        "r[0-9]{1,2}",
+        "r[0-9]{1,2}",
+        proptest::option::of(prop_oneof![
+            Just("straight"),
+            Just("curved"),
+            Just("zigzag")
+        ]),
+        proptest::option::of(".{0,210}"),
+    )
+        .prop_map(|(from, to, shape, caption)| {
+            let mut c = serde_json::json!({ "from": from, "to": to });
+            if let Some(shape) = shape {
+                c["shape"] = shape.into();
+            }
+            if let Some(caption) = caption {
+                c["caption"] = caption.into();
+            }
+            c
+        });
+    (
+        prop::collection::vec(item, 0..40),
+        prop::collection::vec(connector, 0..8),
+    )
+        .prop_map(
+            |(items, connectors)| serde_json::json!({ "items": items, "connectors": connectors }),
+        )
+}
+
 /// A query as sent: every byte a URI query may hold stays (`%` too, so odd
 /// or broken escapes reach the handler), every other byte is escaped.
 fn uri_query(q: &str) -> String {
@@ -552,6 +640,47 @@ proptest! {
             (429, got) => prop_assert!(matches!(got, Err(OAuthError::RateLimited { .. })), "{got:?} on {case}"),
             // Anything else is no verdict on the grant.
             (_, got) => prop_assert!(matches!(got, Err(OAuthError::Unavailable(_))), "{got:?} on {case}"),
+        }
+    }
+
+    #[test]
+    fn any_board_content_is_validated_or_refused_never_a_panic(content in content_like()) {
+        use miro_connect::domain::{content_phases, layout, BoardRequest, ContentStep, InvalidBoard};
+        // Through both handlers: a client error or a consent, never a 5xx.
+        for uri in ["https://connect.example.test/boards", "https://connect.example.test/boards/uXjVFuzz=/items"] {
+            let status = runtime().block_on(async {
+                let mut req = request(Method::POST, uri, content.to_string().into_bytes(), Some("fuzz-user"))?;
+                if uri.ends_with("/items") {
+                    req = req.with_path_parameters(std::collections::HashMap::from([("board_id".to_string(), "uXjVFuzz=".to_string())]));
+                }
+                Some(status(create_board::handle(service(), req).await.ok()?))
+            });
+            let status = status.expect("the handler answers");
+            prop_assert!((200..500).contains(&status), "{uri} answered {status}");
+        }
+        // What validation lets through can be laid out and sent: every item
+        // placed at finite coordinates, in exactly one step, ≤ 20 a bulk call.
+        let Ok(request) = serde_json::from_value::<BoardRequest>(content) else { return Ok(()) };
+        match request.validate() {
+            Err(InvalidBoard::Item(e)) => prop_assert!(e.field.starts_with("items") || e.field.starts_with("connectors"), "{}", e.field),
+            Err(e) => prop_assert!(false, "content refused as something else: {e:?}"),
+            Ok(()) => {
+                let placements = layout(&request.items);
+                prop_assert_eq!(placements.len(), request.items.len());
+                prop_assert!(placements.iter().all(|p| [p.x, p.y, p.width, p.height].iter().all(|v| v.is_finite())));
+                let mut seen = vec![0; request.items.len()];
+                for step in content_phases(&request.items, &request.connectors).iter().flatten() {
+                    match step {
+                        ContentStep::Frame(i) => seen[*i] += 1,
+                        ContentStep::Bulk(indices) => {
+                            prop_assert!(indices.len() <= 20);
+                            for i in indices { seen[*i] += 1; }
+                        }
+                        ContentStep::Connector(_) => {}
+                    }
+                }
+                prop_assert!(seen.iter().all(|n| *n == 1));
+            }
         }
     }
 

@@ -56,6 +56,13 @@ pub enum MiroError {
     },
 }
 
+/// Miro's price of a call, in credits of the user's rate limit: Level 2
+/// (each item created, each connector, a page read back), Level 3 (a
+/// board, an invitation call, a deletion), Level 4 (a copy).
+pub const LEVEL_2_CREDITS: u64 = 100;
+pub const LEVEL_3_CREDITS: u64 = 500;
+pub const LEVEL_4_CREDITS: u64 = 2_000;
+
 /// Miro's answers are outside input: no body is read past this size.
 pub const MAX_MIRO_BODY_BYTES: usize = 1 << 20;
 

@@ -14,7 +14,7 @@ use crate::domain::{
 use crate::error::Error;
 use crate::events::{DisconnectReason, Lifecycle};
 use crate::identity::AppUser;
-use crate::miro::MiroError;
+use crate::miro::{MiroError, LEVEL_3_CREDITS, LEVEL_4_CREDITS};
 use crate::store::{BoardMade, ContentMade, IdempotencyRecord, IdempotentOutcome};
 use serde::Serialize;
 
@@ -482,6 +482,15 @@ impl Service {
         while let Some(current) = connection.take() {
             attempt += 1;
             self.rate_gate.wait(user, deadline).await;
+            let credits = match request.template_board_id {
+                Some(_) => LEVEL_4_CREDITS,
+                None => LEVEL_3_CREDITS,
+            };
+            if let Err(wait) = self.rate_gate.spend(user, credits, deadline).await {
+                return Err(Error::MiroRateLimited {
+                    retry_after_seconds: wait.as_secs().max(1),
+                });
+            }
             match self.miro.create_board(&current.access_token, request).await {
                 // A template the user cannot see (or that is gone).
                 Err(MiroError::Rejected { status, .. })

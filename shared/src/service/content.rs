@@ -15,8 +15,8 @@ use crate::domain::{
 };
 use crate::error::Error;
 use crate::identity::AppUser;
-use crate::miro::MiroError;
 use crate::miro::{escape_text, plain_text, sent_text, BoardConnector, BoardItem, NewItem};
+use crate::miro::{MiroError, LEVEL_2_CREDITS};
 use crate::store::{BoardMade, ContentMade, IdempotentOutcome};
 use futures_util::stream::{self, StreamExt};
 use std::collections::HashSet;
@@ -409,8 +409,18 @@ impl Service {
         deadline: Deadline,
     ) -> Call {
         let token = &connection.access_token;
+        let credits = LEVEL_2_CREDITS
+            * match step {
+                ContentStep::Bulk(indices) => indices.len() as u64,
+                _ => 1,
+            };
         for attempt in 1..=ROUNDS {
             self.rate_gate.wait(user, deadline).await;
+            if let Err(wait) = self.rate_gate.spend(user, credits, deadline).await {
+                return Call::Failed(MiroError::RateLimited {
+                    retry_after_seconds: wait.as_secs().max(1),
+                });
+            }
             let sent = match step {
                 ContentStep::Frame(i) => self
                     .miro
