@@ -105,6 +105,9 @@ struct Run {
     failed: std::collections::BTreeMap<String, usize>,
     /// Events whose board is not on the emulator.
     missing: usize,
+    /// Messages SendMessageBatch acknowledged that no receive ever
+    /// returned: lost by the queue, not by the consumer.
+    lost_by_queue: usize,
     /// The consumers' first warnings and errors.
     notable: Vec<String>,
     consumer_cpu_ms: f64,
@@ -222,7 +225,7 @@ pub async fn section(
 
             eprintln!(
                 "burst {} run {}: drain {:.1} s (floor {floor:.0} s), {} boards, {} missing, {} 429s, {} invocations, \
-                 {} handed back, {} function errors, {} settled again, {} dead, failed outcomes {:?}",
+                 {} handed back, {} function errors, {} settled again, {} dead, {} lost by the queue, failed outcomes {:?}",
                 shape.name(),
                 r + 1,
                 run.drain_s,
@@ -234,6 +237,7 @@ pub async fn section(
                 run.function_errors,
                 run.settled_again,
                 run.dead,
+                run.lost_by_queue,
                 run.failed,
             );
             for line in &run.notable {
@@ -301,6 +305,14 @@ pub async fn section(
                 listed.join(", ")
             ));
         }
+        let lost: usize = runs.iter().map(|r| r.lost_by_queue).sum();
+        let missing: usize = runs.iter().map(|r| r.missing).sum();
+        if lost > 0 || missing > 0 {
+            notes.push(format!(
+                "{}: {missing} events without a board, {lost} messages the queue acknowledged and never delivered",
+                shape.name()
+            ));
+        }
         let errors: usize = runs.iter().map(|r| r.function_errors).sum();
         if errors > 0 {
             notes.push(format!("{}: {errors} invocations answered with a function error (their batches came back whole)", shape.name()));
@@ -320,7 +332,7 @@ pub async fn section(
          sometimes hands one message to two pollers: one consumer makes the board, and the other, finding the \
          idempotency key in progress, waits for it and replays the board, as does a copy delivered after the first \
          settled (\"delivered again after settling\": each such message published its outcome twice, with the same \
-         board). The drain ends when every message id has settled or is dead-lettered, each counted once. moto's receive scans its whole queue (~0.6 ms a \
+         board). The drain ends when every message id has settled (the queue's answer to the delete says so) or is          dead-lettered, each counted once, or when the queue has stood empty for 3 s after the last send. moto's          DeleteMessage rebuilds its message list without the lock its sends append under, so a batch sent during a          delete was acknowledged and lost (7 events of one earlier run: `bench/moto-sqs-race.py` reproduces it          alone); SQS does not do that, so the benchmark's sends and deletes take turns, and every message id a          send acknowledged is checked against the ids received. moto's receive scans its whole queue (~0.6 ms a \
          message here), which SQS does not, so the benchmark holds the burst's backlog and keeps moto's visible \
          messages topped up to {FED}; the pollers short-poll (moto's long poll holds up its other callers) and wait \
          250 ms when nothing is visible. So the drain is this machine's: moto, DynamoDB Local, the emulator and {} \
@@ -403,8 +415,23 @@ async fn one_run(
     let mut backlog: Vec<Vec<String>> = bodies.chunks(10).map(<[String]>::to_vec).collect();
     backlog.reverse();
     let backlog = Arc::new(std::sync::Mutex::new(backlog));
+    // moto's DeleteMessage rebuilds the queue's message list from a copy
+    // without holding the lock its sends append under (moto/sqs/models.py):
+    // a batch sent during that rebuild is acknowledged and then dropped, and
+    // two deletes at once can bring a deleted message back. Real SQS does
+    // neither, so the benchmark's sends and deletes take turns
+    // (`bench/moto-sqs-race.py` shows the race alone).
+    let moto_turns = Arc::new(tokio::sync::Mutex::new(()));
+    // Every message id acknowledged by a send, and every id received.
+    let sent_ids = Arc::new(std::sync::Mutex::new(
+        std::collections::HashSet::<String>::new(),
+    ));
+    let received_ids = Arc::new(std::sync::Mutex::new(
+        std::collections::HashSet::<String>::new(),
+    ));
     let feeding = {
         let (sqs, queue_url, backlog) = (sqs.clone(), queue_url.clone(), backlog.clone());
+        let (moto_turns, sent_ids) = (moto_turns.clone(), sent_ids.clone());
         tokio::spawn(async move {
             let result: Result<(), String> = async {
                 loop {
@@ -414,7 +441,11 @@ async fn one_run(
                         let Some(chunk) = backlog.lock().map_err(|e| e.to_string())?.pop() else {
                             return Ok(());
                         };
-                        send_chunk(&sqs, &queue_url, &chunk).await?;
+                        let ids = {
+                            let _turn = moto_turns.lock().await;
+                            send_chunk(&sqs, &queue_url, &chunk).await?
+                        };
+                        sent_ids.lock().map_err(|e| e.to_string())?.extend(ids);
                         room -= 1;
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -462,6 +493,7 @@ async fn one_run(
             }
         };
         let batch = mapping.batch_size as i32;
+        let (moto_turns, received_ids) = (moto_turns.clone(), received_ids.clone());
         pollers.spawn(async move {
             let outcome: Result<(), Failure> = async {
                 while !done.load(Ordering::SeqCst) {
@@ -480,6 +512,9 @@ async fn one_run(
                     if messages.is_empty() {
                         tokio::time::sleep(Duration::from_millis(250)).await;
                         continue;
+                    }
+                    if let Ok(mut received) = received_ids.lock() {
+                        received.extend(messages.iter().filter_map(|m| m.message_id()).map(str::to_string));
                     }
                     let records: Vec<serde_json::Value> = messages
                         .iter()
@@ -522,10 +557,19 @@ async fn one_run(
                         .collect::<Result<Vec<_>, _>>()?;
                     if !entries.is_empty() {
                         let at = Instant::now();
-                        sqs.delete_message_batch().queue_url(&queue_url).set_entries(Some(entries)).send().await?;
+                        let deleted = {
+                            let _turn = moto_turns.lock().await;
+                            sqs.delete_message_batch().queue_url(&queue_url).set_entries(Some(entries)).send().await?
+                        };
                         add(2, at);
+                        // Only what the queue says it deleted has settled.
+                        let gone = deleted
+                            .successful()
+                            .iter()
+                            .filter_map(|d| d.id().parse::<usize>().ok())
+                            .filter_map(|i| settling.get(i).and_then(|m| m.message_id()));
                         if let Ok(mut settled) = settled.lock() {
-                            for id in settling.iter().filter_map(|m| m.message_id()) {
+                            for id in gone {
                                 if !settled.insert(id.to_string()) {
                                     settled_again.fetch_add(1, Ordering::SeqCst);
                                 }
@@ -544,8 +588,12 @@ async fn one_run(
             outcome.map(|()| (cpu, notable)).map_err(|e| e.to_string())
         });
     }
-    // Done when every message is deleted or dead-lettered; bounded.
+    // Done when every message is deleted or dead-lettered; or when the
+    // queue has stood empty (nothing visible, nothing in flight) for a few
+    // checks after the last send, so a message the queue lost cannot hold
+    // the drain to its limit; bounded.
     let limit = Duration::from_secs(30 * 60);
+    let mut empty_checks = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let dead = dead_letters(sqs, &dlq_url).await;
@@ -554,7 +602,13 @@ async fn one_run(
             run.finished = true;
             break;
         }
-        if started.elapsed() > limit || pollers.is_empty() {
+        let (visible, in_flight) = queue_counts(sqs, &queue_url).await;
+        empty_checks = if feeding.is_finished() && visible + in_flight == 0 {
+            empty_checks + 1
+        } else {
+            0
+        };
+        if empty_checks >= 6 || started.elapsed() > limit || pollers.is_empty() {
             break;
         }
     }
@@ -576,6 +630,10 @@ async fn one_run(
     }
     run.function_errors = function_errors.load(Ordering::SeqCst);
     run.settled_again = settled_again.load(Ordering::SeqCst);
+    run.lost_by_queue = match (sent_ids.lock(), received_ids.lock()) {
+        (Ok(sent), Ok(received)) => sent.difference(&received).count(),
+        _ => 0,
+    };
     run.dead = dead_letters(sqs, &dlq_url).await;
     run.invocations = invocations.load(Ordering::SeqCst);
     run.spent = spent.lock().map(|s| *s).unwrap_or_default();
@@ -599,11 +657,12 @@ async fn one_run(
 /// Visible messages moto holds at most while the backlog lasts.
 const FED: usize = 100;
 
+/// Sends one batch; the ids of the messages the queue took.
 async fn send_chunk(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     chunk: &[String],
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     let entries = chunk
         .iter()
         .enumerate()
@@ -623,7 +682,11 @@ async fn send_chunk(
         .await
         .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
     if sent.failed().is_empty() {
-        Ok(())
+        Ok(sent
+            .successful()
+            .iter()
+            .map(|m| m.message_id().to_string())
+            .collect())
     } else {
         Err("a message was not sent".into())
     }
@@ -631,6 +694,29 @@ async fn send_chunk(
 
 async fn visible_messages(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> usize {
     queue_count(sqs, queue_url).await
+}
+
+/// A queue's visible and in-flight messages.
+async fn queue_counts(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> (usize, usize) {
+    let answer = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await;
+    let count = |name: QueueAttributeName| {
+        answer
+            .as_ref()
+            .ok()
+            .and_then(|a| a.attributes().and_then(|m| m.get(&name).cloned()))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        count(QueueAttributeName::ApproximateNumberOfMessages),
+        count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    )
 }
 
 async fn dead_letters(sqs: &aws_sdk_sqs::Client, dlq_url: &str) -> usize {

@@ -7,6 +7,7 @@
 //! ([`proxy`]). Prints a table and writes it to `BENCHMARKS.md`.
 
 mod burst;
+mod content;
 mod cost;
 mod proxy;
 mod runtime;
@@ -165,6 +166,7 @@ async fn main() -> Result<(), Failure> {
     (warm_figures.peer_dynamodb_calls, warm_figures.peer_units) = peer_asks(&env, &valid).await?;
     sizes(&env, &mut out, &mut goals)?;
     calls_per_flow(&env, &mut out, &mut goals).await?;
+    content::section(&env, &mut out, &mut goals).await?;
     cost::section(
         &env,
         plan.quick,

@@ -348,18 +348,17 @@ impl Service {
         if let Some(intent) = parked.request.intent {
             // Under the request's own key: the same request repeated after
             // the consent replays this board.
-            let outcome = self
-                .create_board_once(
-                    user,
-                    parked.request.intent_key.as_deref(),
-                    intent,
-                    Deadline::no_waiting(),
-                    // A flow started here could never be used: its secret
-                    // would not reach the app.
-                    Consent::ReportOnly,
-                    Some(connection.clone()),
-                )
-                .await;
+            let outcome = Box::pin(self.create_board_once(
+                user,
+                parked.request.intent_key.as_deref(),
+                intent,
+                Deadline::no_waiting(),
+                // A flow started here could never be used: its secret
+                // would not reach the app.
+                Consent::ReportOnly,
+                Some(connection.clone()),
+            ))
+            .await;
             match super::boards::counted(outcome) {
                 Ok(created) => {
                     completed.board = Some(created.board);

@@ -56,16 +56,17 @@ impl Service {
     ) -> Result<BoardCreated, Error> {
         let mut waits = 0;
         loop {
-            let outcome = self
-                .create_board_once(
-                    user,
-                    idempotency_key,
-                    request.clone(),
-                    deadline,
-                    consent,
-                    None,
-                )
-                .await;
+            // Boxed: the saga's state is large, and callers' futures (a
+            // test's, a handler's) live on small stacks.
+            let outcome = Box::pin(self.create_board_once(
+                user,
+                idempotency_key,
+                request.clone(),
+                deadline,
+                consent,
+                None,
+            ))
+            .await;
             let wait = backoff(waits);
             match outcome {
                 Err(Error::IdempotencyInProgress)

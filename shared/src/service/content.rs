@@ -166,7 +166,7 @@ impl Service {
         };
         let Some(key) = idempotency_key else {
             let mut made = ContentMade::default();
-            self.make_content(
+            Box::pin(self.make_content(
                 user,
                 &mut connection,
                 board_id,
@@ -176,7 +176,7 @@ impl Service {
                 true,
                 deadline,
                 None,
-            )
+            ))
             .await?;
             return Ok(answer(&made, false));
         };
@@ -212,19 +212,18 @@ impl Service {
             ),
         };
         let mut progress = std::mem::take(&mut made.content);
-        let outcome = self
-            .make_content(
-                user,
-                &mut connection,
-                board_id,
-                &content,
-                &mut progress,
-                resumed,
-                true,
-                deadline,
-                Some((&claim, &made)),
-            )
-            .await;
+        let outcome = Box::pin(self.make_content(
+            user,
+            &mut connection,
+            board_id,
+            &content,
+            &mut progress,
+            resumed,
+            true,
+            deadline,
+            Some((&claim, &made)),
+        ))
+        .await;
         made.content = progress;
         if let Err(e) = outcome {
             if !resumed && !made.content.sent {

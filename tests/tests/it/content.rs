@@ -238,6 +238,31 @@ async fn an_invalid_item_is_a_422_naming_it_and_makes_no_board() {
 }
 
 #[tokio::test]
+async fn an_item_miro_refuses_deletes_the_new_board_and_is_a_422() {
+    let app = TestApp::new().await;
+    app.connect("ben").await;
+    // Miro refuses the first bulk call (our checks let it through).
+    app.emulator.inject_item_faults(
+        ItemCallKind::Bulk { items: 0 },
+        &[BoardFault::FailBefore(400)],
+    );
+    let reply = post_keyed(&app, "ben", "/boards", &retro_content(), Some("refused")).await;
+    reply.assert_client_error(422, "invalid_item");
+    assert_eq!(app.emulator.boards().len(), 1);
+    let board_id = app.emulator.boards()[0].id.clone();
+    assert!(app.emulator.board_deleted(&board_id), "all or nothing");
+    assert_eq!(
+        calls_of(&app, |k| *k == ItemCallKind::DeleteBoard),
+        1,
+        "one deletion, not one per item"
+    );
+    // Nothing is left under the key: the same request makes the board.
+    let retry = post_keyed(&app, "ben", "/boards", &retro_content(), Some("refused")).await;
+    assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.body);
+    assert_ne!(retry.json()["board"]["id"], board_id.as_str());
+}
+
+#[tokio::test]
 async fn text_is_escaped_never_markup() {
     let app = TestApp::new().await;
     app.connect("cy").await;

@@ -163,6 +163,30 @@ async fn flows_write_valid_emf_with_documented_names_and_nothing_secret() {
         let made = app.create_board(&owner, "{}").await;
         assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
 
+        // A board with content, one bulk answer lost and read back; then
+        // one whose item Miro refuses: the board is deleted.
+        use miro_emulator::{BoardFault, ItemCallKind};
+        let content = serde_json::json!({
+            "items": [
+                { "type": "frame", "ref": "f", "title": "F" },
+                { "type": "sticky_note", "ref": "a", "text": "A", "frame": "f" },
+                { "type": "text", "ref": "b", "text": "B" },
+            ],
+            "connectors": [{ "from": "a", "to": "b" }],
+        })
+        .to_string();
+        app.emulator
+            .inject_item_faults(ItemCallKind::Bulk { items: 0 }, &[BoardFault::DropAfter]);
+        let made = app.create_board(&owner, &content).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+        app.emulator.inject_item_faults(
+            ItemCallKind::Bulk { items: 0 },
+            &[BoardFault::FailBefore(400)],
+        );
+        app.create_board(&owner, &content)
+            .await
+            .assert_client_error(422, "invalid_item");
+
         // A disconnect revokes at Miro.
         connect(&app, &second, &mut secrets).await;
         let gone = app
@@ -215,7 +239,7 @@ async fn flows_write_valid_emf_with_documented_names_and_nothing_secret() {
             .map(|p| p.value)
             .sum()
     };
-    assert_eq!(total(Metric::BoardsCreated), 5.0, "every board made, once");
+    assert_eq!(total(Metric::BoardsCreated), 6.0, "every board made, once");
     for reason in [
         "miro_unavailable",
         "miro_authorization_required",
