@@ -18,7 +18,7 @@ use crate::identity::AppUser;
 use crate::miro::{escape_text, plain_text, sent_text, BoardConnector, BoardItem, NewItem};
 use crate::miro::{MiroError, LEVEL_2_CREDITS};
 use crate::store::{BoardMade, ContentMade, IdempotentOutcome};
-use futures_util::stream::{self, StreamExt};
+use futures_util::future::join_all;
 use std::collections::HashSet;
 
 /// Content calls in flight at once for one request.
@@ -344,26 +344,26 @@ impl Service {
                     continue;
                 }
                 made.sent = true;
-                let (current, sent): (&Connection, &ContentMade) = (connection, made);
-                // Collected first: a stream over a closure's futures is not
-                // `Send` for every lifetime, which a spawned task needs.
-                let calls: Vec<_> = pending
-                    .iter()
-                    .map(|step| {
-                        self.content_call(user, current, board_id, content, sent, step, deadline)
-                    })
-                    .collect();
-                let outcomes: Vec<Call> =
-                    stream::iter(calls).buffered(CALLS_AT_ONCE).collect().await;
                 let mut failure = None;
-                for (step, outcome) in pending.iter().zip(outcomes) {
-                    match outcome {
-                        Call::Landed(ids) => adopt(made, step, ids),
-                        Call::Lost => suspect = true,
-                        Call::Failed(e) => failure = failure.or(Some((*step, e))),
+                // A few calls at a time, each group recorded as it lands.
+                for group in pending.chunks(CALLS_AT_ONCE) {
+                    let (current, sent): (&Connection, &ContentMade) = (connection, made);
+                    let outcomes = join_all(group.iter().map(|step| {
+                        self.content_call(user, current, board_id, content, sent, step, deadline)
+                    }))
+                    .await;
+                    for (step, outcome) in group.iter().zip(outcomes) {
+                        match outcome {
+                            Call::Landed(ids) => adopt(made, step, ids),
+                            Call::Lost => suspect = true,
+                            Call::Failed(e) => failure = failure.or(Some((*step, e))),
+                        }
+                    }
+                    save(made).await?;
+                    if failure.is_some() {
+                        break;
                     }
                 }
-                save(made).await?;
                 match failure {
                     None => {}
                     Some((_, MiroError::Unauthorized)) if !refreshed => {

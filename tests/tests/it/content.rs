@@ -519,6 +519,9 @@ async fn an_event_delivered_three_times_makes_every_item_once() {
     let (created, failed) = bus.outcomes(2).await;
     assert!(failed.is_empty(), "{failed:?}");
     assert!(created.iter().all(|c| c.board_id == board_id));
+    let items = created[0].items.as_ref().expect("the content's outcome");
+    assert_eq!(items.created, RETRO_ITEMS + RETRO_CONNECTORS);
+    assert_eq!(items.refs.len(), RETRO_ITEMS);
 }
 
 #[tokio::test]
