@@ -119,9 +119,10 @@ pub struct CreatedDetail {
     /// What became of each invitation, when the event asked for members.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invitations: Option<Invitations>,
-    /// What became of the board's content, when the event carried some.
+    /// What became of the board's content, when the event carried some
+    /// (boxed: most events carry none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub items: Option<crate::domain::ContentSummary>,
+    pub items: Option<Box<crate::domain::ContentSummary>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

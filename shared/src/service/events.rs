@@ -96,6 +96,6 @@ fn created_detail(user: &AppUser, key: &str, created: BoardCreated) -> CreatedDe
         name: created.board.name,
         view_link: created.board.view_link,
         invitations: created.invitations,
-        items: created.items,
+        items: created.items.map(Box::new),
     }
 }
