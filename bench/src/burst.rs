@@ -332,7 +332,12 @@ pub async fn section(
          sometimes hands one message to two pollers: one consumer makes the board, and the other, finding the \
          idempotency key in progress, waits for it and replays the board, as does a copy delivered after the first \
          settled (\"delivered again after settling\": each such message published its outcome twice, with the same \
-         board). The drain ends when every message id has settled (the queue's answer to the delete says so) or is          dead-lettered, each counted once, or when the queue has stood empty for 3 s after the last send. moto's          DeleteMessage rebuilds its message list without the lock its sends append under, so a batch sent during a          delete was acknowledged and lost (7 events of one earlier run: `bench/moto-sqs-race.py` reproduces it          alone); SQS does not do that, so the benchmark's sends and deletes take turns, and every message id a          send acknowledged is checked against the ids received. moto's receive scans its whole queue (~0.6 ms a \
+         board). The drain ends when every message id has settled (the queue's answer to the delete says so) or is \
+         dead-lettered, each counted once, or when the queue has stood empty for 3 s after the last send. moto's \
+         DeleteMessage rebuilds its message list without the lock its sends append under, so a batch sent during a \
+         delete was acknowledged and lost (7 events of one earlier run: `bench/moto-sqs-race.py` reproduces it \
+         alone); SQS does not do that, so the benchmark's sends and deletes take turns, and every message id a \
+         send acknowledged is checked against the ids received. moto's receive scans its whole queue (~0.6 ms a \
          message here), which SQS does not, so the benchmark holds the burst's backlog and keeps moto's visible \
          messages topped up to {FED}; the pollers short-poll (moto's long poll holds up its other callers) and wait \
          250 ms when nothing is visible. So the drain is this machine's: moto, DynamoDB Local, the emulator and {} \
