@@ -1,30 +1,67 @@
 #!/usr/bin/env python3
-"""Reproduce moto's SQS race that loses and resurrects messages.
+"""Show moto's SQS race that loses acknowledged messages and brings deleted ones back.
 
-moto's `Queue.delete_message` (moto/sqs/models.py) rebuilds the queue's
-message list from a snapshot without holding `_messages_lock`:
+What moto does (moto 5.2.5, moto/sqs/models.py, `Queue`): `add_message` appends
+to `self._messages` under `self._messages_lock` (a `threading.Condition`);
+nothing else takes that lock except `wait_for_messages` (the long poll).
+`delete_message` holds no lock: it walks `self._messages` and then replaces it
+with the copy it built,
 
-    new_messages = [m for m in self._messages if not deleted]
+    new_messages = []
+    for message in self._messages:
+        if message.had_receipt_handle(receipt_handle):
+            ...; continue
+        new_messages.append(message)
     self._messages = new_messages
 
-while `add_message` appends under that lock. A SendMessageBatch whose appends
-land during the rebuild is acknowledged and then dropped with the old list
-(the message is never receivable: "lost"), and two deletes rebuilding at once
-put back each other's deleted message (it is received again after its
-visibility timeout: "delivered twice"). Real SQS does neither.
+The walk follows the live list, so a send appended while one delete walks is
+seen and kept, and the last step (loop end, then the store) has no point where
+CPython 3.11 switches threads. What breaks is two deletes that overlap (moto's
+server answers each request on its own thread; DeleteMessageBatch calls
+delete_message once per entry, each walk O(queue length)): the one that
+finishes second stores a copy of the list the first one replaced. That copy
+still holds the first one's message (deleted, "Successful", yet it comes back
+when its visibility timeout ends) and lacks every message sent between the two
+stores (acknowledged by SendMessageBatch, never receivable). `receive_message`
+(SQSBackend) takes no lock either: two receives can both pass the `visible`
+check before either marks the message received, so one message goes to two
+receivers at once. Real SQS loses nothing; it may deliver a message twice
+(at least once), but not after a delete of it succeeded.
 
-This script sends batches of 10 from many threads while others receive and
-delete, on one queue of moto's server, and tracks every MessageId that
-SendMessageBatch acknowledged against every id ever received. It stops when
-every sender is done, no receiver holds a batch, and the queue shows no
-visible and no in-flight message for a few checks in a row (or at --limit).
+This script sends batches of 10 from several threads while others receive and
+delete (DeleteMessageBatch), on one queue, and records every MessageId that
+SendMessageBatch acknowledged, every receive of it (when the call started and
+returned) and when a delete of it was answered Successful. It drains before it
+judges: it stops only when every sender is done, no receiver holds a batch,
+nothing was received since the previous check, and the queue reports no
+visible and no in-flight message (ApproximateNumberOfMessages and
+ApproximateNumberOfMessagesNotVisible) for --quiet checks in a row (or at
+--limit, reported as not drained). Then:
 
-    /work/main/.venv/bin/python bench/moto-sqs-race.py            # the race
-    /work/main/.venv/bin/python bench/moto-sqs-race.py --serialize # sends and
-        # deletes under one lock in this script: nothing is lost
+  lost       acknowledged, never received, and the drained queue holds nothing;
+  came back  received by a call that started after a delete of that message
+             was answered Successful (the timestamps are the receive's start
+             and the delete's answer, so a receive that overlapped the delete
+             is not counted);
+  at once    received again by a call that started before any successful
+             delete of it and before its visibility timeout could end;
+  expired    received again after its visibility timeout could have ended
+             (legitimate redelivery; the timeout, 20 s, is far longer than a
+             receiver ever holds a batch, which is printed).
+
+Modes (--serialize, --serialize-deletes and --in-process combine):
+
+    python bench/moto-sqs-race.py                      # moto's server, no lock
+    python bench/moto-sqs-race.py --serialize          # one lock in this script
+        # around every SendMessageBatch and DeleteMessageBatch: the control
+    python bench/moto-sqs-race.py --serialize-deletes  # deletes take turns
+        # among themselves, sends run freely: is a send during a delete lost?
+    python bench/moto-sqs-race.py --in-process         # the same on moto's
+        # SQSBackend and Queue objects from threads in this process, no HTTP
 
 It starts its own moto_server on a free loopback port unless given --endpoint.
-Exit status: 0 if nothing was lost or delivered twice, 1 otherwise.
+Exit status: 0 if drained with nothing lost and nothing come back, 1 otherwise
+("at once" and "expired" are reported, not failed: SQS delivers at least once).
 """
 
 import argparse
@@ -37,8 +74,7 @@ import threading
 import time
 import uuid
 
-import boto3
-from botocore.config import Config
+VISIBILITY = 20
 
 
 def free_port():
@@ -66,178 +102,326 @@ def start_moto():
     sys.exit("moto_server did not start")
 
 
-def client(endpoint):
-    return boto3.client(
-        "sqs",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 1}, max_pool_connections=4),
-    )
+class Http:
+    """One queue on moto's server, a boto3 client per thread."""
+
+    def __init__(self, endpoint, visibility):
+        import boto3
+        from botocore.config import Config
+
+        self._boto3, self._config = boto3, Config(
+            retries={"max_attempts": 1}, max_pool_connections=4
+        )
+        self.endpoint = endpoint
+        self._local = threading.local()
+        self.url = self._client().create_queue(
+            QueueName=f"race-{uuid.uuid4().hex}",
+            Attributes={"VisibilityTimeout": str(visibility)},
+        )["QueueUrl"]
+
+    def _client(self):
+        c = getattr(self._local, "client", None)
+        if c is None:
+            c = self._local.client = self._boto3.client(
+                "sqs",
+                endpoint_url=self.endpoint,
+                region_name="us-east-1",
+                aws_access_key_id="test",
+                aws_secret_access_key="test",
+                config=self._config,
+            )
+        return c
+
+    def send(self, bodies):
+        out = self._client().send_message_batch(
+            QueueUrl=self.url,
+            Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies)],
+        )
+        return [e["MessageId"] for e in out.get("Successful", [])], len(out.get("Failed", []))
+
+    def receive(self):
+        got = self._client().receive_message(
+            QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+        ).get("Messages", [])
+        return [(m["MessageId"], m["ReceiptHandle"]) for m in got]
+
+    def delete(self, held):
+        out = self._client().delete_message_batch(
+            QueueUrl=self.url,
+            Entries=[{"Id": str(i), "ReceiptHandle": h} for i, (_, h) in enumerate(held)],
+        )
+        ok = [held[int(e["Id"])][0] for e in out.get("Successful", [])]
+        return ok, len(out.get("Failed", []))
+
+    def counts(self):
+        a = self._client().get_queue_attributes(
+            QueueUrl=self.url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+            ],
+        )["Attributes"]
+        return (
+            int(a["ApproximateNumberOfMessages"]),
+            int(a["ApproximateNumberOfMessagesNotVisible"]),
+        )
+
+
+class InProcess:
+    """One queue on moto's SQSBackend in this process: the calls moto's
+    responses make for each action, without HTTP or a server."""
+
+    def __init__(self, visibility):
+        from moto.sqs.models import sqs_backends
+
+        self.endpoint = "in process"
+        self.backend = sqs_backends["123456789012"]["us-east-1"]
+        self.name = f"race-{uuid.uuid4().hex}"
+        self.queue = self.backend.create_queue(self.name, VisibilityTimeout=str(visibility))
+
+    def send(self, bodies):
+        entries = {
+            str(i): {"Id": str(i), "MessageBody": b, "MessageAttributes": {}, "DelaySeconds": None}
+            for i, b in enumerate(bodies)
+        }
+        messages, failed = self.backend.send_message_batch(self.name, entries)
+        return [m.id for m in messages], len(failed)
+
+    def receive(self):
+        got = self.backend.receive_message(self.name, 10, 0, self.queue.visibility_timeout)
+        return [(m.id, m.receipt_handle) for m in got]
+
+    def delete(self, held):
+        entries = [{"Id": str(i), "ReceiptHandle": h} for i, (_, h) in enumerate(held)]
+        ok, failed = self.backend.delete_message_batch(self.name, entries)
+        return [held[int(i)][0] for i in ok], len(failed)
+
+    def counts(self):
+        return (
+            self.queue.approximate_number_of_messages,
+            self.queue.approximate_number_of_messages_not_visible,
+        )
+
+
+class FairLock:
+    """First come, first served, so that no thread waits out the visibility
+    timeout behind a sender that keeps retaking the lock."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._next = 0
+        self._serving = 0
+
+    def __enter__(self):
+        with self._cond:
+            ticket = self._next
+            self._next += 1
+            while self._serving != ticket:
+                self._cond.wait()
+
+    def __exit__(self, *exc):
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+
+
+class NoLock:
+    def __enter__(self):
+        pass
+
+    def __exit__(self, *exc):
+        pass
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--endpoint", help="moto's server (default: start one)")
+    p.add_argument("--in-process", action="store_true", help="moto's objects in this process, no server")
     p.add_argument("--senders", type=int, default=4, help="threads sending (4)")
     p.add_argument("--receivers", type=int, default=8, help="threads receiving and deleting (8)")
     p.add_argument("--batches", type=int, default=100, help="batches of 10 per sender (100)")
-    p.add_argument("--visibility", type=int, default=5, help="the queue's visibility timeout, s (5)")
-    p.add_argument("--limit", type=float, default=300, help="bound on the whole run, s (300)")
+    p.add_argument("--visibility", type=int, default=VISIBILITY, help=f"the queue's visibility timeout, s ({VISIBILITY})")
+    p.add_argument("--quiet", type=int, default=8, help="checks in a row (0.25 s apart) the drained queue must stand empty (8)")
+    p.add_argument("--limit", type=float, default=110, help="bound on the whole run, s (110)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--serialize", action="store_true", help="one lock around every SendMessageBatch and DeleteMessageBatch")
+    g.add_argument("--serialize-deletes", action="store_true", help="one lock around every DeleteMessageBatch only")
     p.add_argument(
-        "--serialize",
-        action="store_true",
-        help="hold one lock around every SendMessageBatch and DeleteMessageBatch",
+        "--switch-interval",
+        type=float,
+        help="with --in-process: sys.setswitchinterval, s (CPython's default 0.005); smaller switches threads more often",
     )
     args = p.parse_args()
+    if args.switch_interval is not None:
+        if not args.in_process:
+            p.error("--switch-interval acts on this process: use it with --in-process")
+        sys.setswitchinterval(args.switch_interval)
 
+    if args.in_process:
+        return run(args, InProcess(args.visibility))
     proc = None
     endpoint = args.endpoint
     if not endpoint:
         proc, endpoint = start_moto()
     try:
-        return run(args, endpoint)
+        return run(args, Http(endpoint, args.visibility))
     finally:
         if proc:
             proc.terminate()
             proc.wait(timeout=10)
 
 
-def run(args, endpoint):
-    sqs = client(endpoint)
-    url = sqs.create_queue(
-        QueueName=f"race-{uuid.uuid4().hex}",
-        Attributes={"VisibilityTimeout": str(args.visibility)},
-    )["QueueUrl"]
-
-    # Sends and deletes under this lock with --serialize; receives never.
-    mutating = threading.Lock() if args.serialize else None
+def run(args, q):
+    turns = FairLock() if args.serialize or args.serialize_deletes else NoLock()
+    send_turns = turns if args.serialize else NoLock()
 
     state = threading.Lock()
     sent = set()
     send_failed = 0
-    received = collections.Counter()
-    deleted = set()
+    receives = collections.defaultdict(list)  # id -> [(started, returned)]
+    received_total = 0
+    confirmed = {}  # id -> when the first Successful delete of it was answered
     delete_failed = 0
-    received_after_delete = set()
     holding = 0
+    longest_hold = 0.0
     senders_left = args.senders
     stop = threading.Event()
-    errors = []
+    raised = collections.Counter()  # (call, exception) -> how many times
 
-    def mutate(call):
-        if mutating is None:
-            return call()
-        with mutating:
-            return call()
+    def failed_call(call, e):
+        with state:
+            raised[(call, f"{type(e).__name__}: {str(e)[:120]}")] += 1
+            if sum(raised.values()) > 1000:
+                stop.set()  # something else is wrong: do not spin
 
     def sender(k):
         nonlocal send_failed, senders_left
-        c = client(endpoint)
         try:
             for b in range(args.batches):
-                entries = [
-                    {"Id": str(i), "MessageBody": f"s{k}-b{b}-m{i}"} for i in range(10)
-                ]
-                out = mutate(lambda: c.send_message_batch(QueueUrl=url, Entries=entries))
+                if stop.is_set():
+                    break
+                bodies = [f"s{k}-b{b}-m{i}" for i in range(10)]
+                try:
+                    with send_turns:
+                        ids, failed = q.send(bodies)
+                except Exception as e:  # noqa: BLE001 - counted and printed
+                    failed_call("SendMessageBatch", e)  # not acknowledged: not counted as sent
+                    continue
                 with state:
-                    sent.update(e["MessageId"] for e in out.get("Successful", []))
-                    send_failed += len(out.get("Failed", []))
-        except Exception as e:  # noqa: BLE001 - reported, not hidden
-            errors.append(f"sender {k}: {e!r}")
+                    sent.update(ids)
+                    send_failed += failed
         finally:
             with state:
                 senders_left -= 1
 
     def receiver(k):
-        nonlocal holding, delete_failed
-        c = client(endpoint)
-        try:
-            while not stop.is_set():
+        nonlocal holding, delete_failed, received_total, longest_hold
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                got = q.receive()
+            except Exception as e:  # noqa: BLE001 - counted and printed
+                failed_call("ReceiveMessage", e)
+                time.sleep(0.05)
+                continue
+            returned = time.monotonic()
+            if not got:
+                time.sleep(0.05)
+                continue
+            with state:
+                holding += 1
+                received_total += len(got)
+                for mid, _ in got:
+                    receives[mid].append((started, returned))
+            try:
+                with turns:
+                    asked = time.monotonic()
+                    ok, failed = q.delete(got)
+                    answered = time.monotonic()
                 with state:
-                    holding += 1
-                try:
-                    got = c.receive_message(
-                        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0
-                    ).get("Messages", [])
-                    if not got:
-                        continue
-                    with state:
-                        for m in got:
-                            received[m["MessageId"]] += 1
-                            if m["MessageId"] in deleted:
-                                received_after_delete.add(m["MessageId"])
-                    by_entry = {str(i): m for i, m in enumerate(got)}
-                    entries = [
-                        {"Id": i, "ReceiptHandle": m["ReceiptHandle"]}
-                        for i, m in by_entry.items()
-                    ]
-                    out = mutate(
-                        lambda: c.delete_message_batch(QueueUrl=url, Entries=entries)
-                    )
-                    with state:
-                        for e in out.get("Successful", []):
-                            deleted.add(by_entry[e["Id"]]["MessageId"])
-                        delete_failed += len(out.get("Failed", []))
-                finally:
-                    with state:
-                        holding -= 1
-                if not got:
-                    time.sleep(0.05)
-        except Exception as e:  # noqa: BLE001 - reported, not hidden
-            errors.append(f"receiver {k}: {e!r}")
+                    longest_hold = max(longest_hold, asked - returned)
+                    for mid in ok:
+                        confirmed.setdefault(mid, answered)
+                    delete_failed += failed
+            except Exception as e:  # noqa: BLE001 - counted and printed; none confirmed
+                failed_call("DeleteMessageBatch", e)
+            finally:
+                with state:
+                    holding -= 1
 
-    threads = [threading.Thread(target=sender, args=(k,)) for k in range(args.senders)]
-    threads += [threading.Thread(target=receiver, args=(k,)) for k in range(args.receivers)]
+    threads = [threading.Thread(target=sender, args=(k,), daemon=True) for k in range(args.senders)]
+    threads += [threading.Thread(target=receiver, args=(k,), daemon=True) for k in range(args.receivers)]
     started = time.monotonic()
     for t in threads:
         t.start()
 
-    # Done when the senders are, nobody holds a batch, and the queue shows
-    # nothing visible and nothing in flight for five checks in a row.
     quiet = 0
-    finished = False
-    while time.monotonic() - started < args.limit:
-        time.sleep(0.5)
-        a = sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-            ],
-        )["Attributes"]
+    drained = False
+    sends_done_at = None
+    last_total = -1
+    while time.monotonic() - started < args.limit and not stop.is_set():
+        time.sleep(0.25)
+        visible, in_flight = q.counts()
         with state:
-            idle = senders_left == 0 and holding == 0
-        empty = (
-            int(a["ApproximateNumberOfMessages"]) == 0
-            and int(a["ApproximateNumberOfMessagesNotVisible"]) == 0
-        )
-        quiet = quiet + 1 if idle and empty else 0
-        if quiet >= 5:
-            finished = True
+            senders_done = senders_left == 0
+            idle = senders_done and holding == 0 and received_total == last_total
+            last_total = received_total
+        if senders_done and sends_done_at is None:
+            sends_done_at = time.monotonic() - started
+        quiet = quiet + 1 if idle and visible == 0 and in_flight == 0 else 0
+        if quiet >= args.quiet:
+            drained = True
             break
+    elapsed = time.monotonic() - started
     stop.set()
     for t in threads:
-        t.join(timeout=60)
+        t.join(timeout=30)
 
-    lost = sent - set(received)
-    twice = [i for i, n in received.items() if n > 1]
-    print(
-        f"mode: {'sends and deletes serialized by one lock' if args.serialize else 'concurrent (no lock)'}; "
-        f"{args.senders} senders x {args.batches} batches of 10, {args.receivers} receivers, "
-        f"visibility {args.visibility} s; moto at {endpoint}"
+    with state:
+        lost = sent - set(receives)
+        came_back, at_once, expired = set(), set(), set()
+        for mid, rs in receives.items():
+            rs.sort()
+            for prev, (s, r) in zip(rs, rs[1:]):
+                if mid in confirmed and s > confirmed[mid]:
+                    came_back.add(mid)
+                elif r >= prev[0] + args.visibility:
+                    expired.add(mid)
+                else:
+                    at_once.add(mid)
+        never_deleted = sent - set(confirmed) - lost
+
+    mode = (
+        "sends and deletes serialized by one lock (control)" if args.serialize
+        else "deletes serialized among themselves, sends free" if args.serialize_deletes
+        else "concurrent (no lock)"
     )
-    print(f"sent (acknowledged by SendMessageBatch): {len(sent)}  (failed entries: {send_failed})")
-    print(f"received (distinct ids):                 {len(received)}")
-    print(f"deleted (successful entries):            {len(deleted)}  (failed entries: {delete_failed})")
-    print(f"lost (sent, never received):             {len(lost)}")
-    print(f"delivered twice or more:                 {len(twice)}"
-          f"  (of which received again after a successful delete: {len(received_after_delete)})")
-    print(f"drained: {'yes' if finished else 'no, stopped at --limit'} in {time.monotonic() - started:.1f} s")
-    for e in errors:
-        print(f"error: {e}")
-    return 0 if finished and not lost and not twice and not errors else 1
+    print(
+        f"mode: {mode}; {'in process, no HTTP' if args.in_process else 'moto_server at ' + q.endpoint}; "
+        f"{args.senders} senders x {args.batches} batches of 10, {args.receivers} receivers, "
+        f"visibility {args.visibility} s"
+        + (f"; switch interval {sys.getswitchinterval()} s" if args.in_process else "")
+    )
+    print(f"sent (acknowledged by SendMessageBatch):   {len(sent)}  (failed entries: {send_failed})")
+    print(f"received (distinct ids / receipts):        {len(receives)} / {received_total}")
+    print(f"deleted (Successful at least once):        {len(confirmed)}  (failed entries: {delete_failed})")
+    if drained:
+        print(f"lost (acknowledged, never received):       {len(lost)}")
+    else:
+        print(f"not received (not drained: not judged lost): {len(lost)}")
+    print(f"came back (received after a Successful delete): {len(came_back)}")
+    print(f"at once (to two receives before any delete):    {len(at_once)}")
+    print(f"expired (after its visibility timeout):         {len(expired)}")
+    if never_deleted:
+        print(f"received but never deleted Successfully:   {len(never_deleted)}")
+    print(f"longest a receiver held a batch:           {longest_hold:.2f} s")
+    print(
+        f"drained: {'yes' if drained else 'NO, stopped at --limit'}; sends done at "
+        f"{sends_done_at if sends_done_at is None else round(sends_done_at, 1)} s, run {elapsed:.1f} s"
+    )
+    for (call, e), n in sorted(raised.items()):
+        print(f"moto raised in {call}, {n} calls: {e}")
+    return 0 if drained and not lost and not came_back else 1
 
 
 if __name__ == "__main__":

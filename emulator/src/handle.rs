@@ -158,6 +158,18 @@ impl Emulator {
         self.shared.world().token_calls
     }
 
+    /// The user revokes the app's grant at Miro (their profile's apps
+    /// settings): the grant of `access_token` dies, refresh token included.
+    pub fn revoke_grant(&self, access_token: &str) -> bool {
+        self.shared.world().revoke(access_token)
+    }
+
+    /// The app's client secret changes, as when an operator rotates it in
+    /// Miro's developer portal: from now on only `secret` is accepted.
+    pub fn rotate_client_secret(&self, secret: &str) {
+        self.shared.world().client_secret = Some(secret.to_string());
+    }
+
     /// Moves the emulator's clock, to expire codes, tokens and rate-limit
     /// windows without waiting.
     pub fn advance_clock(&self, seconds: i64) {

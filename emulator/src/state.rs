@@ -261,6 +261,9 @@ pub(crate) struct World {
     /// Teams the app was uninstalled from and not installed in again.
     pub(crate) uninstalled: Vec<String>,
     pub(crate) token_calls: usize,
+    /// The app's client secret as rotated in the developer portal (a
+    /// test's `rotate_client_secret`); the configured one until then.
+    pub(crate) client_secret: Option<String>,
     /// Added to the wall clock, in ms.
     pub(crate) clock_offset_ms: i64,
     /// Every code and token ever issued, for tests that look for leaks.
@@ -308,6 +311,25 @@ impl Shared {
 }
 
 impl World {
+    /// Kills the grant of a live access token (expired or not: that kills
+    /// its refresh token too). False if there is no such live token.
+    pub(crate) fn revoke(&mut self, token: &str) -> bool {
+        match self.access.get_mut(token) {
+            Some(a) if a.alive => {
+                a.alive = false;
+                self.refresh.retain(|_, r| r.access_token != token);
+                self.revoked.push(token.to_string());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The client secret Miro takes now.
+    pub(crate) fn client_secret<'a>(&'a self, config: &'a EmulatorConfig) -> &'a str {
+        self.client_secret.as_deref().unwrap_or(&config.client_secret)
+    }
+
     /// The emulator's clock, in ms: the wall clock moved by `advance_clock`.
     /// Everything that expires is kept in ms, so that a test never sees a
     /// second boundary shorten a lifetime.

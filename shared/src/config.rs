@@ -43,7 +43,7 @@ const fn setting(name: &'static str, scope: Scope) -> Setting {
 
 /// Every setting there is: [`Config`] reads only these (a test holds it to
 /// that), the functions' environments and the template come from them.
-pub const SETTINGS: [Setting; 22] = [
+pub const SETTINGS: [Setting; 27] = [
     setting("TABLE_NAME", Scope::Required),
     setting("MIRO_CLIENT_ID", Scope::Required),
     setting("MIRO_REDIRECT_URI", Scope::Required),
@@ -62,6 +62,11 @@ pub const SETTINGS: [Setting; 22] = [
     setting("KEEPALIVE_REFRESH", Scope::Optional),
     setting("KEEPALIVE_AHEAD_DAYS", Scope::Optional),
     setting("KEEPALIVE_PROBE_DAYS", Scope::Optional),
+    setting("BREAKER_REJECTIONS", Scope::Optional),
+    setting("BREAKER_WINDOW_SECONDS", Scope::Optional),
+    setting("BREAKER_PROBE_SECONDS", Scope::Optional),
+    setting("REFRESH_COOLDOWN_SECONDS", Scope::Optional),
+    setting("RETIRED_KEEP_DAYS", Scope::Optional),
     setting("MIRO_CLIENT_SECRET", Scope::Secret),
     setting("TOKEN_SEALING_KEYS", Scope::Secret),
     setting(SECRET_ARN, Scope::SecretLocation),
@@ -197,6 +202,28 @@ pub struct Config {
     /// Bound on a whole request (see [`DEFAULT_REQUEST_TIMEOUT_MS`]).
     pub request_timeout_ms: u64,
     pub keep_alive: KeepAlive,
+    pub safety: Safety,
+}
+
+/// What keeps an operator's mistake (a wrong client secret) or a sick token
+/// endpoint from costing users their connections (`service::tokens`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Safety {
+    /// `BREAKER_REJECTIONS` (default 3; 0 turns the breaker off): refreshes
+    /// of this many distinct connections rejected within the window, none
+    /// succeeding, open the breaker. One user's dead grant never does.
+    pub breaker_rejections: u32,
+    /// `BREAKER_WINDOW_SECONDS` (default 600).
+    pub breaker_window_seconds: i64,
+    /// `BREAKER_PROBE_SECONDS` (default 60): how long an open breaker sends
+    /// no refresh at all; then the next refresh is its probe.
+    pub breaker_probe_seconds: i64,
+    /// `REFRESH_COOLDOWN_SECONDS` (default 30): after a transient refresh
+    /// failure, the connection is not refreshed again before this.
+    pub refresh_cooldown_seconds: i64,
+    /// `RETIRED_KEEP_DAYS` (default 14): a connection whose grant Miro
+    /// rejected keeps its sealed tokens this long, for `restore`.
+    pub retired_keep_days: i64,
 }
 
 /// What the keep-alive sweep does (`service::keepalive`).
@@ -304,6 +331,13 @@ impl Config {
                 },
                 ahead_days: ranged(&get, "KEEPALIVE_AHEAD_DAYS", 7, 1..=50)?,
                 probe_days: ranged(&get, "KEEPALIVE_PROBE_DAYS", 7, 1..=50)?,
+            },
+            safety: Safety {
+                breaker_rejections: ranged(&get, "BREAKER_REJECTIONS", 3, 0..=1000)?,
+                breaker_window_seconds: ranged(&get, "BREAKER_WINDOW_SECONDS", 600, 10..=86_400)?,
+                breaker_probe_seconds: ranged(&get, "BREAKER_PROBE_SECONDS", 60, 1..=3600)?,
+                refresh_cooldown_seconds: ranged(&get, "REFRESH_COOLDOWN_SECONDS", 30, 0..=3600)?,
+                retired_keep_days: ranged(&get, "RETIRED_KEEP_DAYS", 14, 1..=60)?,
             },
             miro_client_id: required("MIRO_CLIENT_ID")?,
             miro_client_secret: get("MIRO_CLIENT_SECRET").map(Secret::new),

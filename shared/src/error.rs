@@ -65,10 +65,15 @@ pub enum Error {
     InvalidItem { field: String, message: String },
     #[error("the board does not exist or the connection of that team cannot see it")]
     BoardNotFound,
+    /// Miro's token endpoint rejects the refreshes of many connections at
+    /// once: most likely the app's client id, secret or redirect URI, not
+    /// the users' grants, so none is removed meanwhile.
+    #[error("Miro rejects this app's token refreshes; the operator must check its Miro settings. Every connection is kept")]
+    MiroMisconfigured { retry_after_seconds: u64 },
 }
 
 /// Every `error` code the API answers with (`openapi.yaml` lists the same).
-pub const CODES: [&str; 26] = [
+pub const CODES: [&str; 27] = [
     "unauthenticated",
     "method_not_allowed",
     "unsupported_media_type",
@@ -95,6 +100,7 @@ pub const CODES: [&str; 26] = [
     "internal_error",
     "invalid_item",
     "board_not_found",
+    "miro_misconfigured",
 ];
 
 impl Error {
@@ -136,6 +142,7 @@ impl Error {
             Error::Internal(_) => "internal_error",
             Error::InvalidItem { .. } => "invalid_item",
             Error::BoardNotFound => "board_not_found",
+            Error::MiroMisconfigured { .. } => "miro_misconfigured",
         }
     }
 }
@@ -205,6 +212,9 @@ pub(crate) fn examples() -> Vec<Error> {
             message: String::new(),
         },
         Error::BoardNotFound,
+        Error::MiroMisconfigured {
+            retry_after_seconds: 1,
+        },
     ]
 }
 

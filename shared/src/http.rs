@@ -78,7 +78,10 @@ pub fn status(e: &Error) -> StatusCode {
         | Error::MiroRejected { .. }
         | Error::IdempotencyKeyReused => 422,
         Error::MiroRateLimited { .. } | Error::TooManyAuthorizations { .. } => 429,
-        Error::MiroUnavailable { .. } | Error::Storage(_) | Error::RequestTimeout => 503,
+        Error::MiroUnavailable { .. }
+        | Error::MiroMisconfigured { .. }
+        | Error::Storage(_)
+        | Error::RequestTimeout => 503,
         Error::Internal(_) => 500,
     };
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -91,6 +94,9 @@ pub fn retry_after(e: &Error) -> Option<u64> {
             retry_after_seconds,
         }
         | Error::MiroUnavailable {
+            retry_after_seconds,
+        }
+        | Error::MiroMisconfigured {
             retry_after_seconds,
         }
         | Error::TooManyAuthorizations {
@@ -292,6 +298,7 @@ mod tests {
             let server_side = matches!(
                 e,
                 Error::MiroUnavailable { .. }
+                    | Error::MiroMisconfigured { .. }
                     | Error::MiroOutcomeUnknown
                     | Error::Storage(_)
                     | Error::RequestTimeout

@@ -62,6 +62,16 @@ pub enum Metric {
     LifecyclePublished,
     /// A connection lifecycle event that could not be published.
     LifecyclePublishFailed,
+    /// The refresh breaker opened: Miro rejected the refreshes of several
+    /// connections at once (the app's own settings are the likely cause).
+    RefreshBreakerOpened,
+    /// A refresh not sent: the breaker is open, or the connection's last
+    /// refresh failed moments ago (its cooldown).
+    RefreshesHeldBack,
+    /// A connection retired because Miro rejected its grant (restorable).
+    ConnectionsRetired,
+    /// A retired connection made live again (the breaker, or `restore`).
+    ConnectionsRestored,
 }
 
 /// The unit of a metric, as CloudWatch spells it.
@@ -120,13 +130,20 @@ pub const CALLS: [&str; 10] = [
 ];
 
 /// The `Operation` values: the DynamoDB calls the store makes.
-pub const OPERATIONS: [&str; 5] = ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"];
+pub const OPERATIONS: [&str; 6] = [
+    "GetItem",
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "Query",
+    "Scan",
+];
 
 /// The `Reason` values of [`Metric::TokenRefreshFailures`].
 pub const REFRESH_FAILURES: [&str; 2] = ["dead", "transient"];
 
 impl Metric {
-    pub const ALL: [Metric; 14] = [
+    pub const ALL: [Metric; 18] = [
         Metric::BoardsCreated,
         Metric::BoardsFailed,
         Metric::TokenRefreshes,
@@ -141,6 +158,10 @@ impl Metric {
         Metric::KeepAliveErrors,
         Metric::LifecyclePublished,
         Metric::LifecyclePublishFailed,
+        Metric::RefreshBreakerOpened,
+        Metric::RefreshesHeldBack,
+        Metric::ConnectionsRetired,
+        Metric::ConnectionsRestored,
     ];
 
     pub fn name(self) -> &'static str {
@@ -159,6 +180,10 @@ impl Metric {
             Metric::KeepAliveErrors => "KeepAliveErrors",
             Metric::LifecyclePublished => "LifecyclePublished",
             Metric::LifecyclePublishFailed => "LifecyclePublishFailed",
+            Metric::RefreshBreakerOpened => "RefreshBreakerOpened",
+            Metric::RefreshesHeldBack => "RefreshesHeldBack",
+            Metric::ConnectionsRetired => "ConnectionsRetired",
+            Metric::ConnectionsRestored => "ConnectionsRestored",
         }
     }
 

@@ -38,6 +38,9 @@ pub struct Seen {
     /// `None`: a token that does not expire.
     pub access_expires_at: Option<i64>,
     pub has_refresh_token: bool,
+    /// No refresh before this: the last one failed transiently (a cooldown
+    /// every caller sees, so that a sick token endpoint is not hammered).
+    pub retry_at: Option<i64>,
 }
 
 /// Due for a refresh: the access token expires within the margin.
@@ -75,6 +78,9 @@ pub enum Outcome {
     MiroTransient,
     /// Another refresher did not finish in time: retryable.
     GaveUp,
+    /// The last refresh failed transiently moments ago and the token is no
+    /// good without one: retryable once the cooldown ends.
+    CoolingDown,
 }
 
 /// The next thing to do; each is answered by the [`TokenRefresh`] method
@@ -200,6 +206,13 @@ impl TokenRefresh {
             return self.to(Step::DeleteExhausted {
                 version: seen.version,
             });
+        }
+        if seen.retry_at.is_some_and(|t| now < t) {
+            // Not again yet; a token that is still valid serves meanwhile.
+            if self.stale_version.is_none() && still_valid(seen.access_expires_at, now) {
+                return self.to(Step::Done(Outcome::UseRead));
+            }
+            return self.to(Step::Done(Outcome::CoolingDown));
         }
         self.to(Step::TryLease {
             version: seen.version,
@@ -465,7 +478,38 @@ mod tests {
             version,
             access_expires_at: Some(expires),
             has_refresh_token: true,
+            retry_at: None,
         }
+    }
+
+    #[test]
+    fn a_connection_cooling_down_is_not_refreshed_before_its_time() {
+        let cooling = Seen {
+            retry_at: Some(1_030),
+            ..seen(7, 1_000)
+        };
+        let mut r = TokenRefresh::new(SETTINGS, None);
+        assert_eq!(
+            r.read(Some(cooling), 1_010),
+            Step::Done(Outcome::CoolingDown)
+        );
+        // A token still valid serves meanwhile; Miro's own refusal of it does not.
+        let valid = Seen {
+            access_expires_at: Some(1_100),
+            ..cooling
+        };
+        let mut r = TokenRefresh::new(SETTINGS, None);
+        assert_eq!(r.read(Some(valid), 1_010), Step::Done(Outcome::UseRead));
+        let mut r = TokenRefresh::new(SETTINGS, Some(7));
+        assert_eq!(
+            r.read(Some(valid), 1_010),
+            Step::Done(Outcome::CoolingDown)
+        );
+        let mut r = TokenRefresh::new(SETTINGS, None);
+        assert!(matches!(
+            r.read(Some(cooling), 1_030),
+            Step::TryLease { version: 7, .. }
+        ));
     }
 
     #[test]

@@ -776,6 +776,7 @@ impl TokenModel {
                     version: r.version,
                     access_expires_at: Some(r.access_expires_at),
                     has_refresh_token: true,
+                    retry_at: None,
                 });
                 machine.read(seen, s.now);
             }
@@ -930,7 +931,9 @@ impl TokenModel {
                         })
                     }
                     Outcome::NotConnected => Err(Ended::ReConsent),
-                    Outcome::MiroTransient | Outcome::GaveUp => Err(Ended::Retryable),
+                    Outcome::MiroTransient | Outcome::GaveUp | Outcome::CoolingDown => {
+                        Err(Ended::Retryable)
+                    }
                 }
             }
             _ => Phase::Refreshing {

@@ -31,19 +31,13 @@ pub(crate) async fn revoke(State(shared): State<Arc<Shared>>, body: Bytes) -> Re
             .to_string()
     };
     if field("clientId") != shared.config.client_id
-        || field("clientSecret") != shared.config.client_secret
+        || field("clientSecret") != world.client_secret(&shared.config)
     {
         return oauth_error(StatusCode::UNAUTHORIZED, "Invalid client credentials.");
     }
-    let token = field("accessToken");
-    match world.access.get_mut(&token) {
-        // An expired access token can still be revoked: that kills its refresh token.
-        Some(a) if a.alive => {
-            a.alive = false;
-            world.refresh.retain(|_, r| r.access_token != token);
-            world.revoked.push(token);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        _ => miro_error(StatusCode::NOT_FOUND, "notFound", "Token not found."),
+    if world.revoke(&field("accessToken")) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        miro_error(StatusCode::NOT_FOUND, "notFound", "Token not found.")
     }
 }

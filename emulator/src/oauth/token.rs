@@ -106,7 +106,7 @@ fn token_grant(
     }
     let config = &shared.config;
     if form.get("client_id") != Some(&config.client_id)
-        || form.get("client_secret") != Some(&config.client_secret)
+        || form.get("client_secret").map(String::as_str) != Some(world.client_secret(config))
     {
         return oauth_error(StatusCode::UNAUTHORIZED, "Invalid client credentials.");
     }

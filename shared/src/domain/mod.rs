@@ -97,6 +97,9 @@ pub struct Connection {
     /// Until when a refresh is under way somewhere (epoch seconds); read-only
     /// here: only [`crate::store::ConnectionStore::try_lease`] sets it.
     pub lease_until: Option<i64>,
+    /// No refresh before this (epoch seconds): the last one failed
+    /// transiently. Read-only here, like `lease_until`.
+    pub refresh_retry_at: Option<i64>,
     /// When the keep-alive sweep should look at it next (epoch seconds):
     /// found through a sparse index by that day, never by a Scan.
     pub sweep_at: i64,

@@ -447,6 +447,7 @@ impl Service {
             refresh_token: grant.refresh_token,
             version: first_version(),
             lease_until: None,
+            refresh_retry_at: None,
             sweep_at: next_sweep(now, refresh_expires_at, self.config.keep_alive),
         })
     }

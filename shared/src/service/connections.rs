@@ -49,6 +49,9 @@ impl Service {
             let next = list.live.first().map(|c| c.key.team_id.as_str());
             self.store.set_default_team(user, next, false).await?;
         }
+        if list.retired_teams.iter().any(|t| t == team_id) {
+            self.store.erase_retired(&key).await?;
+        }
         if let Some(forgotten) = list.forgotten.iter().find(|c| c.key == key) {
             self.revoke_forgotten(forgotten).await?;
         }
@@ -60,6 +63,11 @@ impl Service {
         let list = self.store.list_connections(user, self.clock.now()).await?;
         for connection in &list.live {
             self.forget(&connection.key).await?;
+        }
+        for team in &list.retired_teams {
+            self.store
+                .erase_retired(&ConnectionKey::new(user, team))
+                .await?;
         }
         self.store.set_default_team(user, None, false).await?;
         let list = self.store.list_connections(user, self.clock.now()).await?;

@@ -77,6 +77,7 @@ impl Service {
             Err(
                 e @ (Error::MiroRateLimited { .. }
                 | Error::MiroUnavailable { .. }
+                | Error::MiroMisconfigured { .. }
                 | Error::Storage(_)
                 | Error::IdempotencyInProgress),
             ) => {

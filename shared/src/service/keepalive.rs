@@ -5,6 +5,7 @@
 //! used for a while, and tells the app what it found. Every refresh takes
 //! the same lease as every other caller (`tokens`).
 
+use super::breaker::REVOKED_AT_MIRO;
 use super::connections::disconnected;
 use super::Service;
 use crate::clock::rfc3339;
@@ -163,7 +164,19 @@ impl Service {
         reason: DisconnectReason,
         report: &mut SweepReport,
     ) -> bool {
-        match self.store.delete_connection_at(key, version).await {
+        // Revoked at Miro is retired like a rejected grant (restorable);
+        // a lapsed one has nothing left to restore.
+        let removed = match reason {
+            DisconnectReason::RevokedAtMiro => {
+                let now = self.clock.now();
+                let keep_until = now + self.config.safety.retired_keep_days * 86_400;
+                self.store
+                    .retire_connection_at(key, version, REVOKED_AT_MIRO, now, keep_until)
+                    .await
+            }
+            _ => self.store.delete_connection_at(key, version).await,
+        };
+        match removed {
             Ok(true) => {
                 tracing::info!(user = %key.user, team = %key.team_id, ?reason, "sweep: connection removed");
                 match reason {

@@ -11,6 +11,7 @@
 
 pub mod authorization;
 pub mod boards;
+pub mod breaker;
 pub mod connections;
 pub mod content;
 pub mod events;

@@ -13,6 +13,7 @@
 //! the user is asked to connect again (README, "Tokens"). Nothing is left
 //! that works for the wrong user, and nothing loops.
 
+use super::breaker::{Rejection, GRANT_REJECTED};
 use super::connections::disconnected;
 use super::{Service, REFRESH_TOKEN_LIFETIME_SECONDS};
 use crate::domain::{next_sweep, Connection, ConnectionKey};
@@ -20,12 +21,14 @@ use crate::error::Error;
 use crate::events::DisconnectReason;
 use crate::oauth::{OAuthError, TokenGrant};
 use crate::token_protocol::{Answer, Outcome, Seen, Settings, Step, TokenRefresh, WAIT_ROUNDS};
+use crate::metrics::{count, Dimension, Metric};
 use rand::Rng;
 use std::time::Duration;
 
 pub use crate::token_protocol::LEASE_SECONDS;
 
 const WAIT_STEP_MS: u64 = 100;
+const DAY: i64 = 86_400;
 
 impl Service {
     /// The connection with an access token worth using, refreshing it if
@@ -54,6 +57,8 @@ impl Service {
         let mut renewed: Option<Connection> = None;
         let mut holder = String::new();
         let mut transient: Option<OAuthError> = None;
+        // Seconds until the breaker lets refreshes through again.
+        let mut held_back: Option<i64> = None;
         let mut step = machine.step();
         loop {
             step = match step {
@@ -92,21 +97,42 @@ impl Service {
                     let Some(refresh_token) = connection.refresh_token.as_ref() else {
                         return Ok(None);
                     };
-                    let refreshed = self.oauth.refresh(refresh_token).await;
-                    count_refresh(&refreshed);
-                    match refreshed {
-                        Ok(grant) => {
-                            renewed = Some(self.renewed(connection, grant));
-                            machine.refreshed(Answer::Renewed)
-                        }
-                        Err(OAuthError::Rejected(reason)) => {
-                            tracing::warn!(user = %user, %reason, "refresh refused: the grant is dead");
-                            machine.refreshed(Answer::Dead)
-                        }
-                        Err(e) => {
-                            tracing::warn!(user = %user, error = %e, "token endpoint did not refresh; tokens kept");
-                            transient = Some(e);
-                            machine.refreshed(Answer::Transient)
+                    let breaker = self.breaker_state().await;
+                    let now = self.clock.now();
+                    if let Some(until) = breaker.open_until.filter(|t| now < *t) {
+                        // Open: Miro would only reject it too.
+                        count(Metric::RefreshesHeldBack, 1, &[]);
+                        held_back = Some(until - now);
+                        machine.refreshed(Answer::Transient)
+                    } else {
+                        let refreshed = self.oauth.refresh(refresh_token).await;
+                        count_refresh(&refreshed);
+                        match refreshed {
+                            Ok(grant) => {
+                                if !breaker.is_clear() {
+                                    self.close_breaker().await;
+                                }
+                                renewed = Some(self.renewed(connection, grant));
+                                machine.refreshed(Answer::Renewed)
+                            }
+                            Err(OAuthError::Rejected(reason)) => {
+                                match self.judge_rejection(key, self.clock.now()).await {
+                                    Rejection::Dead => {
+                                        tracing::warn!(user = %user, %reason, "refresh refused: the grant is dead");
+                                        machine.refreshed(Answer::Dead)
+                                    }
+                                    Rejection::Suspect { retry_after } => {
+                                        tracing::warn!(user = %user, %reason, "refresh refused while the breaker is open; connection kept");
+                                        held_back = Some(retry_after);
+                                        machine.refreshed(Answer::Transient)
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(user = %user, error = %e, "token endpoint did not refresh; tokens kept");
+                                transient = Some(e);
+                                machine.refreshed(Answer::Transient)
+                            }
                         }
                     }
                 }
@@ -130,17 +156,31 @@ impl Service {
                     machine.renewed_revoked()
                 }
                 Step::DeleteDead { version } => {
+                    // Retired, not erased: a rejection that was the app's
+                    // fault (its settings) can be undone (`restore`).
                     // False: a reconnect or a disconnect replaced it meanwhile.
-                    let deleted = self.store.delete_connection_at(key, version).await?;
-                    if deleted {
-                        tracing::warn!(user = %user, "the grant is dead; connection removed");
+                    let now = self.clock.now();
+                    let keep_until = now + self.config.safety.retired_keep_days * DAY;
+                    let retired = self
+                        .store
+                        .retire_connection_at(key, version, GRANT_REJECTED, now, keep_until)
+                        .await?;
+                    if retired {
+                        tracing::warn!(user = %user, "the grant is dead; connection retired");
+                        count(Metric::ConnectionsRetired, 1, &[]);
                         self.announce(disconnected(key, DisconnectReason::GrantRejected))
                             .await;
                     }
-                    machine.dead_deleted(deleted)
+                    machine.dead_deleted(retired)
                 }
                 Step::ReleaseLease => {
-                    self.store.release_lease(key, &holder).await?;
+                    // After a transient failure nobody refreshes this
+                    // connection again for a while (an open breaker holds
+                    // every refresh back by itself).
+                    let cooldown = self.config.safety.refresh_cooldown_seconds;
+                    let retry_at = (transient.is_some() && cooldown > 0)
+                        .then(|| self.clock.now() + cooldown);
+                    self.store.release_lease(key, &holder, retry_at).await?;
                     machine.lease_released()
                 }
                 Step::Wait => {
@@ -159,16 +199,27 @@ impl Service {
                             Ok(renewed)
                         }
                         Outcome::NotConnected => Ok(None),
-                        Outcome::MiroTransient => Err(match transient {
-                            Some(OAuthError::RateLimited {
+                        Outcome::MiroTransient => Err(match (held_back, transient) {
+                            (Some(seconds), _) => Error::MiroMisconfigured {
+                                retry_after_seconds: seconds.max(1) as u64,
+                            },
+                            (None, Some(OAuthError::RateLimited {
                                 retry_after_seconds,
-                            }) => Error::MiroRateLimited {
+                            })) => Error::MiroRateLimited {
                                 retry_after_seconds,
                             },
                             _ => Error::MiroUnavailable {
                                 retry_after_seconds: 5,
                             },
                         }),
+                        Outcome::CoolingDown => {
+                            count(Metric::RefreshesHeldBack, 1, &[]);
+                            let until = read.as_ref().and_then(|c| c.refresh_retry_at);
+                            let wait = until.map_or(1, |t| t - self.clock.now()).max(1);
+                            Err(Error::MiroUnavailable {
+                                retry_after_seconds: wait as u64,
+                            })
+                        }
                         Outcome::GaveUp => {
                             tracing::warn!(user = %user, "gave up waiting for another refresh of this connection");
                             Err(Error::MiroUnavailable {
@@ -181,7 +232,7 @@ impl Service {
         }
     }
 
-    fn renewed(&self, old: &Connection, grant: TokenGrant) -> Connection {
+    pub(crate) fn renewed(&self, old: &Connection, grant: TokenGrant) -> Connection {
         let now = self.clock.now();
         let mut profile = old.profile.clone();
         if !grant.scopes.is_empty() {
@@ -203,6 +254,7 @@ impl Service {
             refresh_token,
             version: old.version + 1,
             lease_until: None,
+            refresh_retry_at: None,
             sweep_at: next_sweep(now, refresh_expires_at, self.config.keep_alive),
         }
     }
@@ -211,7 +263,6 @@ impl Service {
 /// `TokenRefreshes`, and `TokenRefreshFailures` by whether the grant is
 /// dead or may still be good (`crate::metrics`).
 fn count_refresh(refreshed: &Result<TokenGrant, OAuthError>) {
-    use crate::metrics::{count, Dimension, Metric};
     count(Metric::TokenRefreshes, 1, &[]);
     let reason = match refreshed {
         Ok(_) => return,
@@ -231,5 +282,6 @@ fn seen(connection: &Connection) -> Seen {
         version: connection.version,
         access_expires_at: connection.access_expires_at,
         has_refresh_token: connection.refresh_token.is_some(),
+        retry_at: connection.refresh_retry_at,
     }
 }

@@ -2,8 +2,8 @@
 
 use super::{
     completion_key, connections_key, flows_key, idempotency_key, is_live, pending_key, team_key,
-    AuthorizationStore, ConnectionList, ConnectionStore, Due, IdempotencyRecord, IdempotencyStore,
-    StoreError, Taken,
+    AuthorizationStore, BreakerState, BreakerStore, ConnectionList, ConnectionStore, Due,
+    IdempotencyRecord, IdempotencyStore, Retired, StoreError, Taken,
 };
 use crate::domain::{Completion, Connection, ConnectionKey, PendingAuthorization};
 use crate::identity::AppUser;
@@ -33,7 +33,12 @@ enum Item {
     Idempotency(IdempotencyRecord),
     /// The team a user chose as default.
     DefaultTeam(String),
+    /// A connection retired in its place, kept until `keep_until`.
+    Retired { retired: Retired, keep_until: i64 },
+    Breaker(BreakerState),
 }
+
+const BREAKER_KEY: &str = "BREAKER";
 
 fn connection_item_key(key: &ConnectionKey) -> String {
     format!("{}#{}", connections_key(&key.user), team_key(&key.team_id))
@@ -220,13 +225,22 @@ impl ConnectionStore for MemoryStore {
             ..Default::default()
         };
         for item in items.values() {
-            if let Item::Connection(c, state) = item {
-                if c.key.user == *user && is_live(c.refresh_expires_at, now) {
+            match item {
+                Item::Connection(c, state)
+                    if c.key.user == *user && is_live(c.refresh_expires_at, now) =>
+                {
                     match state.forgotten {
                         true => list.forgotten.push(c.clone()),
                         false => list.live.push(c.clone()),
                     }
                 }
+                Item::Retired {
+                    retired,
+                    keep_until,
+                } if retired.connection.key.user == *user && now < *keep_until => list
+                    .retired_teams
+                    .push(retired.connection.key.team_id.clone()),
+                _ => {}
             }
         }
         Ok(list.oldest_first())
@@ -305,13 +319,19 @@ impl ConnectionStore for MemoryStore {
         })
     }
 
-    async fn release_lease(&self, key: &ConnectionKey, holder: &str) -> Result<(), StoreError> {
+    async fn release_lease(
+        &self,
+        key: &ConnectionKey,
+        holder: &str,
+        retry_at: Option<i64>,
+    ) -> Result<(), StoreError> {
         let holder = holder.to_string();
         self.with_connection(key, |item| match item {
-            Some((c, state)) if release_allowed(Some(state), &holder) => (
-                (),
-                Change::Put(Box::new(c.clone()), state.clone().released()),
-            ),
+            Some((c, state)) if release_allowed(Some(state), &holder) => {
+                let mut c = c.clone();
+                c.refresh_retry_at = retry_at;
+                ((), Change::Put(Box::new(c), state.clone().released()))
+            }
             _ => ((), Change::Keep),
         })
     }
@@ -351,6 +371,102 @@ impl ConnectionStore for MemoryStore {
                 (false, Change::Keep)
             }
         })
+    }
+
+    async fn retire_connection_at(
+        &self,
+        key: &ConnectionKey,
+        version: u64,
+        reason: &str,
+        now: i64,
+        keep_until: i64,
+    ) -> Result<bool, StoreError> {
+        let mut items = self.lock()?;
+        let item_key = connection_item_key(key);
+        let Some(Item::Connection(c, state)) = items.get(&item_key) else {
+            return Ok(false);
+        };
+        if state.forgotten || !delete_at_allowed(Some(state), version) {
+            return Ok(false);
+        }
+        let mut connection = c.clone();
+        connection.version = state.version + 1;
+        connection.lease_until = None;
+        connection.refresh_retry_at = None;
+        let keep_until = connection
+            .refresh_expires_at
+            .map_or(keep_until, |t| t.min(keep_until));
+        items.insert(
+            item_key,
+            Item::Retired {
+                retired: Retired {
+                    connection,
+                    retired_at: now,
+                    reason: reason.to_string(),
+                },
+                keep_until,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn retired_connection(
+        &self,
+        key: &ConnectionKey,
+        now: i64,
+    ) -> Result<Option<Retired>, StoreError> {
+        Ok(match self.lock()?.get(&connection_item_key(key)) {
+            Some(Item::Retired {
+                retired,
+                keep_until,
+            }) if now < *keep_until => Some(retired.clone()),
+            _ => None,
+        })
+    }
+
+    async fn retired_connections(&self, now: i64) -> Result<Vec<Retired>, StoreError> {
+        let mut all: Vec<Retired> = self
+            .lock()?
+            .values()
+            .filter_map(|item| match item {
+                Item::Retired {
+                    retired,
+                    keep_until,
+                } if now < *keep_until => Some(retired.clone()),
+                _ => None,
+            })
+            .collect();
+        all.sort_by_key(|r| r.retired_at);
+        Ok(all)
+    }
+
+    async fn erase_retired(&self, key: &ConnectionKey) -> Result<bool, StoreError> {
+        let mut items = self.lock()?;
+        let item_key = connection_item_key(key);
+        if !matches!(items.get(&item_key), Some(Item::Retired { .. })) {
+            return Ok(false);
+        }
+        items.remove(&item_key);
+        Ok(true)
+    }
+
+    async fn reinstate_connection(
+        &self,
+        connection: &Connection,
+        retired_version: u64,
+    ) -> Result<bool, StoreError> {
+        let mut items = self.lock()?;
+        let item_key = connection_item_key(&connection.key);
+        match items.get(&item_key) {
+            Some(Item::Retired { retired, .. }) if retired.connection.version == retired_version => {
+                items.insert(
+                    item_key,
+                    Item::Connection(connection.clone(), ItemState::connected(connection.version)),
+                );
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn due_connections(&self, now: i64, limit: usize) -> Result<Vec<Due>, StoreError> {
@@ -444,6 +560,48 @@ impl IdempotencyStore for MemoryStore {
 
     async fn release(&self, user: &AppUser, key: &str) -> Result<(), StoreError> {
         self.lock()?.remove(&idempotency_key(user, key));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BreakerStore for MemoryStore {
+    async fn breaker(&self) -> Result<BreakerState, StoreError> {
+        Ok(match self.lock()?.get(BREAKER_KEY) {
+            Some(Item::Breaker(state)) => state.clone(),
+            _ => BreakerState::default(),
+        })
+    }
+
+    async fn breaker_rejected(
+        &self,
+        connection: &str,
+        now: i64,
+    ) -> Result<BreakerState, StoreError> {
+        let mut items = self.lock()?;
+        let mut state = match items.get(BREAKER_KEY) {
+            Some(Item::Breaker(state)) => state.clone(),
+            _ => BreakerState::default(),
+        };
+        state.rejections.insert(connection.to_string(), now);
+        items.insert(BREAKER_KEY.into(), Item::Breaker(state.clone()));
+        Ok(state)
+    }
+
+    async fn breaker_open(&self, now: i64, until: i64) -> Result<(), StoreError> {
+        let mut items = self.lock()?;
+        let mut state = match items.get(BREAKER_KEY) {
+            Some(Item::Breaker(state)) => state.clone(),
+            _ => BreakerState::default(),
+        };
+        state.opened_at = Some(now);
+        state.open_until = Some(until);
+        items.insert(BREAKER_KEY.into(), Item::Breaker(state));
+        Ok(())
+    }
+
+    async fn breaker_clear(&self) -> Result<(), StoreError> {
+        self.lock()?.remove(BREAKER_KEY);
         Ok(())
     }
 }

@@ -106,6 +106,8 @@ pub struct ConnectionList {
     pub forgotten: Vec<Connection>,
     /// The team the user chose (or was given) as default, connected or not.
     pub default_team: Option<String>,
+    /// Teams whose connection is retired (kept for a restore).
+    pub retired_teams: Vec<String>,
 }
 
 #[async_trait]
@@ -161,8 +163,14 @@ pub trait ConnectionStore: Send + Sync {
         until: i64,
         now: i64,
     ) -> Result<bool, StoreError>;
-    /// Gives the lease back, if `holder` still has it.
-    async fn release_lease(&self, key: &ConnectionKey, holder: &str) -> Result<(), StoreError>;
+    /// Gives the lease back, if `holder` still has it; with `retry_at`, after
+    /// a transient failure: no refresh of this connection before then.
+    async fn release_lease(
+        &self,
+        key: &ConnectionKey,
+        holder: &str,
+        retry_at: Option<i64>,
+    ) -> Result<(), StoreError>;
     /// Writes refreshed tokens (`connection.version` is the new version) over
     /// `expected_version`, dropping the lease `holder` took. False if the
     /// item moved on. A write that already landed for this `holder` (its
@@ -179,6 +187,40 @@ pub trait ConnectionStore: Send + Sync {
         &self,
         key: &ConnectionKey,
         version: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Retires the connection if it is still at `version` (the condition of
+    /// [`Self::delete_connection_at`]): it reads as not connected at once,
+    /// its version moves on, and its sealed tokens stay until `keep_until`
+    /// (or their own end, if sooner) with `reason` and `now`, for
+    /// [`Self::reinstate_connection`]. A new consent replaces it. True if retired.
+    async fn retire_connection_at(
+        &self,
+        key: &ConnectionKey,
+        version: u64,
+        reason: &str,
+        now: i64,
+        keep_until: i64,
+    ) -> Result<bool, StoreError>;
+    /// The retired connection of `key`, if it is still kept at `now`.
+    async fn retired_connection(
+        &self,
+        key: &ConnectionKey,
+        now: i64,
+    ) -> Result<Option<Retired>, StoreError>;
+    /// Every retired connection still kept at `now`: the operator's
+    /// `restore` (never a request) reads them, a Scan in DynamoDB.
+    async fn retired_connections(&self, now: i64) -> Result<Vec<Retired>, StoreError>;
+    /// Erases the retired copy of `key`, if there is one (the user's own
+    /// disconnect erases everything). True if one was erased.
+    async fn erase_retired(&self, key: &ConnectionKey) -> Result<bool, StoreError>;
+    /// Makes `connection` live again over the retired copy at
+    /// `retired_version` (`connection.version` is the new version). False if
+    /// that copy is gone or was replaced (a reconnect).
+    async fn reinstate_connection(
+        &self,
+        connection: &Connection,
+        retired_version: u64,
     ) -> Result<bool, StoreError>;
 
     /// Connections the keep-alive sweep should look at (`sweep_at` ≤ `now`),
@@ -204,6 +246,69 @@ pub trait ConnectionStore: Send + Sync {
         team_id: Option<&str>,
         only_if_unset: bool,
     ) -> Result<bool, StoreError>;
+}
+
+/// A connection removed because Miro refused it, kept (sealed) for a while.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retired {
+    /// As it was retired; its `version` is the retired copy's.
+    pub connection: Connection,
+    pub retired_at: i64,
+    pub reason: String,
+}
+
+/// The refresh breaker's shared state (one item): the distinct connections
+/// whose refresh Miro rejected since the last success, and whether it is open.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BreakerState {
+    /// Connection (`user\nteam`) → when its refresh was last rejected.
+    pub rejections: std::collections::BTreeMap<String, i64>,
+    /// When it last opened; kept until a refresh succeeds or an operator
+    /// resets it, so that one more rejection opens it again at once.
+    pub opened_at: Option<i64>,
+    /// No refresh is sent before this; after it, the next one is a probe.
+    pub open_until: Option<i64>,
+}
+
+impl BreakerState {
+    pub fn is_open(&self, now: i64) -> bool {
+        self.open_until.is_some_and(|t| now < t)
+    }
+
+    /// Rejections at or after `since`.
+    pub fn rejected_since(&self, since: i64) -> impl Iterator<Item = &str> {
+        self.rejections
+            .iter()
+            .filter(move |(_, at)| **at >= since)
+            .map(|(c, _)| c.as_str())
+    }
+
+    pub fn is_clear(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The name of a connection in [`BreakerState::rejections`].
+pub fn breaker_entry(key: &ConnectionKey) -> String {
+    format!("{}\n{}", key.user, key.team_id)
+}
+
+/// The refresh breaker's item, seen by every function (`service::tokens`).
+#[async_trait]
+pub trait BreakerStore: Send + Sync {
+    /// The state as it is (eventually consistent: it steers, it does not guard).
+    async fn breaker(&self) -> Result<BreakerState, StoreError>;
+    /// Records that the refresh of `connection` was rejected at `now`, and
+    /// returns the state after.
+    async fn breaker_rejected(
+        &self,
+        connection: &str,
+        now: i64,
+    ) -> Result<BreakerState, StoreError>;
+    /// Opens it at `now` until `until`.
+    async fn breaker_open(&self, now: i64, until: i64) -> Result<(), StoreError>;
+    /// A refresh succeeded, or the operator reset it: closed, nothing counted.
+    async fn breaker_clear(&self) -> Result<(), StoreError>;
 }
 
 /// What became of a board request made under an idempotency key: a small
@@ -311,8 +416,8 @@ pub trait IdempotencyStore: Send + Sync {
     async fn release(&self, user: &AppUser, key: &str) -> Result<(), StoreError>;
 }
 
-pub trait Store: AuthorizationStore + ConnectionStore + IdempotencyStore {}
-impl<T: AuthorizationStore + ConnectionStore + IdempotencyStore> Store for T {}
+pub trait Store: AuthorizationStore + ConnectionStore + IdempotencyStore + BreakerStore {}
+impl<T: AuthorizationStore + ConnectionStore + IdempotencyStore + BreakerStore> Store for T {}
 
 pub fn pending_key(state_hash: &str) -> String {
     format!("AUTHZ#{state_hash}")

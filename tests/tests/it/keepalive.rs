@@ -255,6 +255,7 @@ async fn with_ten_thousand_connections_the_sweep_reads_only_the_fifty_due() {
         refresh_expires_at: Some(now + 50 * DAY),
         version: 1,
         lease_until: None,
+        refresh_retry_at: None,
         sweep_at,
     };
     // 10,000 connections; every 200th is due (a few days ago), the rest

@@ -9,6 +9,7 @@ mod flows;
 mod keepalive;
 mod layout;
 mod metrics;
+mod operator;
 mod runtime_logs;
 mod security_doc;
 mod storage_faults;

@@ -62,6 +62,7 @@ fn connection(owner: &str, refresh_expires_at: Option<i64>) -> Connection {
         refresh_expires_at,
         version: 7,
         lease_until: None,
+        refresh_retry_at: None,
         sweep_at: now() + 86_400,
     }
 }
@@ -269,12 +270,12 @@ async fn refresh_lease_is_exclusive_and_versioned(store: Arc<dyn Store>) {
         .expect("there");
     assert_eq!(held.lease_until, Some(t + 30));
     // b cannot release a's lease; a can.
-    store.release_lease(&c.key, "b").await.expect("release");
+    store.release_lease(&c.key, "b", None).await.expect("release");
     assert!(!store
         .try_lease(&c.key, c.version, "b", t + 30, t)
         .await
         .expect("lease"));
-    store.release_lease(&c.key, "a").await.expect("release");
+    store.release_lease(&c.key, "a", None).await.expect("release");
     assert!(store
         .try_lease(&c.key, c.version, "b", t + 30, t)
         .await

@@ -31,6 +31,13 @@ pub(super) const LEASE_HOLDER: &str = "lease_holder";
 /// The lease holder whose refresh wrote the tokens, so that a retried write
 /// recognises its own.
 pub(super) const WRITTEN_BY: &str = "written_by";
+/// No refresh before this: the last one failed transiently.
+pub(super) const REFRESH_RETRY_AT: &str = "refresh_retry_at";
+/// A retired connection: why (its presence marks the item), when, and its
+/// refresh token's own end (its TTL is the end of the keeping).
+pub(super) const RETIRED: &str = "retired_reason";
+pub(super) const RETIRED_AT: &str = "retired_at";
+pub(super) const RETIRED_REFRESH_EXPIRES_AT: &str = "retired_refresh_expires_at";
 /// The sparse sweep index: `SWEEP#<epoch day>` and the second within it.
 /// Only connection items carry them.
 pub const SWEEP_INDEX: &str = "sweep";
@@ -140,6 +147,7 @@ impl Codec {
             refresh_expires_at: number(item, TTL_ATTRIBUTE)?,
             version: number(item, VERSION)?.unwrap_or_default().max(0) as u64,
             lease_until: number(item, LEASE_UNTIL)?,
+            refresh_retry_at: number(item, REFRESH_RETRY_AT)?,
             sweep_at: number(item, SWEEP_AT)?.unwrap_or_default(),
         })
     }

@@ -9,15 +9,17 @@
 //! tests run the same cases on both, which ties each expression to its
 //! predicate.
 
+mod breaker;
 mod codec;
+mod retired;
 
 use codec::*;
 pub use codec::{PK, SK, SWEEP_AT, SWEEP_DAY, SWEEP_INDEX, TTL_ATTRIBUTE};
 
 use super::{
     completion_key, connections_key, flows_key, idempotency_key, pending_key, AuthorizationStore,
-    ConnectionList, ConnectionStore, Due, IdempotencyRecord, IdempotencyStore, StoreError, Taken,
-    SWEEP_LOOKBACK_DAYS,
+    ConnectionList, ConnectionStore, Due, IdempotencyRecord, IdempotencyStore, Retired, StoreError,
+    Taken, SWEEP_LOOKBACK_DAYS,
 };
 use crate::domain::{
     AuthorizationRequest, Completion, Connection, ConnectionKey, PendingAuthorization,
@@ -439,6 +441,10 @@ impl ConnectionStore for DynamoStore {
             for item in out.items() {
                 if let Some(team) = team_of(item) {
                     let key = ConnectionKey::new(user, team);
+                    if item.contains_key(RETIRED) {
+                        list.retired_teams.push(team.to_string());
+                        continue;
+                    }
                     if let Some(c) = self.codec.live_connection(&key, item, now)? {
                         match item.contains_key(FORGOTTEN) {
                             true => list.forgotten.push(c),
@@ -465,7 +471,7 @@ impl ConnectionStore for DynamoStore {
         let Some(item) = self.connection_item_of(key).await? else {
             return Ok(None);
         };
-        if item.contains_key(FORGOTTEN) {
+        if item.contains_key(FORGOTTEN) || item.contains_key(RETIRED) {
             return Ok(None);
         }
         self.codec.live_connection(key, &item, now)
@@ -579,22 +585,30 @@ impl ConnectionStore for DynamoStore {
         conditional(result)
     }
 
-    async fn release_lease(&self, key: &ConnectionKey, holder: &str) -> Result<(), StoreError> {
-        let result = self
+    async fn release_lease(
+        &self,
+        key: &ConnectionKey,
+        holder: &str,
+        retry_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(connection_key_of(key)))
             // token_protocol::release_allowed, and its effect ItemState::released.
-            .update_expression("REMOVE #lu, #lh")
             .condition_expression("#lh = :holder")
             .expression_attribute_names("#lu", LEASE_UNTIL)
             .expression_attribute_names("#lh", LEASE_HOLDER)
-            .expression_attribute_values(":holder", AttributeValue::S(holder.to_string()))
-            .send()
-            .timed("UpdateItem")
-            .await;
-        conditional(result).map(|_| ())
+            .expression_attribute_values(":holder", AttributeValue::S(holder.to_string()));
+        let update = match retry_at {
+            None => update.update_expression("REMOVE #lu, #lh"),
+            Some(t) => update
+                .update_expression("SET #rr = :rr REMOVE #lu, #lh")
+                .expression_attribute_names("#rr", REFRESH_RETRY_AT)
+                .expression_attribute_values(":rr", n(t)),
+        };
+        conditional(update.send().timed("UpdateItem").await).map(|_| ())
     }
 
     async fn replace_tokens(
@@ -643,6 +657,41 @@ impl ConnectionStore for DynamoStore {
             .timed("DeleteItem")
             .await;
         conditional(result)
+    }
+
+    async fn retire_connection_at(
+        &self,
+        key: &ConnectionKey,
+        version: u64,
+        reason: &str,
+        now: i64,
+        keep_until: i64,
+    ) -> Result<bool, StoreError> {
+        self.retire(key, version, reason, now, keep_until).await
+    }
+
+    async fn retired_connection(
+        &self,
+        key: &ConnectionKey,
+        now: i64,
+    ) -> Result<Option<Retired>, StoreError> {
+        self.retired_one(key, now).await
+    }
+
+    async fn retired_connections(&self, now: i64) -> Result<Vec<Retired>, StoreError> {
+        self.retired_all(now).await
+    }
+
+    async fn erase_retired(&self, key: &ConnectionKey) -> Result<bool, StoreError> {
+        self.erase_retired_copy(key).await
+    }
+
+    async fn reinstate_connection(
+        &self,
+        connection: &Connection,
+        retired_version: u64,
+    ) -> Result<bool, StoreError> {
+        self.reinstate(connection, retired_version).await
     }
 
     async fn due_connections(&self, now: i64, limit: usize) -> Result<Vec<Due>, StoreError> {
