@@ -327,7 +327,9 @@ impl World {
 
     /// The client secret Miro takes now.
     pub(crate) fn client_secret<'a>(&'a self, config: &'a EmulatorConfig) -> &'a str {
-        self.client_secret.as_deref().unwrap_or(&config.client_secret)
+        self.client_secret
+            .as_deref()
+            .unwrap_or(&config.client_secret)
     }
 
     /// The emulator's clock, in ms: the wall clock moved by `advance_clock`.

@@ -501,10 +501,7 @@ mod tests {
         let mut r = TokenRefresh::new(SETTINGS, None);
         assert_eq!(r.read(Some(valid), 1_010), Step::Done(Outcome::UseRead));
         let mut r = TokenRefresh::new(SETTINGS, Some(7));
-        assert_eq!(
-            r.read(Some(valid), 1_010),
-            Step::Done(Outcome::CoolingDown)
-        );
+        assert_eq!(r.read(Some(valid), 1_010), Step::Done(Outcome::CoolingDown));
         let mut r = TokenRefresh::new(SETTINGS, None);
         assert!(matches!(
             r.read(Some(cooling), 1_030),

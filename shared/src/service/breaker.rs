@@ -118,7 +118,9 @@ impl Service {
                 tracing::warn!(error = %e, "refresh breaker could not be opened");
             }
             if reopening {
-                tracing::warn!("refresh breaker open again: Miro still rejects this app's refreshes");
+                tracing::warn!(
+                    "refresh breaker open again: Miro still rejects this app's refreshes"
+                );
             } else {
                 count(Metric::RefreshBreakerOpened, 1, &[]);
                 tracing::error!(
@@ -176,7 +178,9 @@ impl Service {
                 self.announce_restored(&connection.key, &retired).await;
             }
             Ok(false) => {}
-            Err(e) => tracing::warn!(user = %key.user, error = %e, "retired connection not put back"),
+            Err(e) => {
+                tracing::warn!(user = %key.user, error = %e, "retired connection not put back")
+            }
         }
     }
 
@@ -213,11 +217,7 @@ impl Service {
             };
             let connection = self.renewed(&retired.connection, grant);
             let connection = crate::domain::Connection {
-                sweep_at: next_sweep(
-                    now,
-                    connection.refresh_expires_at,
-                    self.config.keep_alive,
-                ),
+                sweep_at: next_sweep(now, connection.refresh_expires_at, self.config.keep_alive),
                 ..connection
             };
             match self

@@ -9,9 +9,14 @@
 //!
 //! If a refresher dies after Miro rotated but before the write, the new
 //! tokens are gone with it and the stored refresh token is dead: once the
-//! lease runs out, the next refresh gets a 4xx, the connection is removed and
+//! lease runs out, the next refresh gets a 4xx, the connection is retired and
 //! the user is asked to connect again (README, "Tokens"). Nothing is left
 //! that works for the wrong user, and nothing loops.
+//!
+//! A rejection is judged with every function's recent ones first (the
+//! breaker, `service::breaker`), and a transient failure leaves a cooldown
+//! on the item, so that a sick token endpoint is not asked again by every
+//! request.
 
 use super::breaker::{Rejection, GRANT_REJECTED};
 use super::connections::disconnected;
@@ -19,9 +24,9 @@ use super::{Service, REFRESH_TOKEN_LIFETIME_SECONDS};
 use crate::domain::{next_sweep, Connection, ConnectionKey};
 use crate::error::Error;
 use crate::events::DisconnectReason;
+use crate::metrics::{count, Dimension, Metric};
 use crate::oauth::{OAuthError, TokenGrant};
 use crate::token_protocol::{Answer, Outcome, Seen, Settings, Step, TokenRefresh, WAIT_ROUNDS};
-use crate::metrics::{count, Dimension, Metric};
 use rand::Rng;
 use std::time::Duration;
 
@@ -177,9 +182,16 @@ impl Service {
                     // After a transient failure nobody refreshes this
                     // connection again for a while (an open breaker holds
                     // every refresh back by itself).
-                    let cooldown = self.config.safety.refresh_cooldown_seconds;
-                    let retry_at = (transient.is_some() && cooldown > 0)
-                        .then(|| self.clock.now() + cooldown);
+                    // A 429 waits as long as Miro asks.
+                    let cooldown = match &transient {
+                        Some(OAuthError::RateLimited {
+                            retry_after_seconds,
+                        }) => i64::try_from(*retry_after_seconds).unwrap_or(i64::MAX),
+                        Some(_) => self.config.safety.refresh_cooldown_seconds,
+                        None => 0,
+                    };
+                    let retry_at =
+                        (cooldown > 0).then(|| self.clock.now().saturating_add(cooldown));
                     self.store.release_lease(key, &holder, retry_at).await?;
                     machine.lease_released()
                 }
@@ -203,9 +215,12 @@ impl Service {
                             (Some(seconds), _) => Error::MiroMisconfigured {
                                 retry_after_seconds: seconds.max(1) as u64,
                             },
-                            (None, Some(OAuthError::RateLimited {
-                                retry_after_seconds,
-                            })) => Error::MiroRateLimited {
+                            (
+                                None,
+                                Some(OAuthError::RateLimited {
+                                    retry_after_seconds,
+                                }),
+                            ) => Error::MiroRateLimited {
                                 retry_after_seconds,
                             },
                             _ => Error::MiroUnavailable {

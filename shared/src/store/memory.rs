@@ -34,7 +34,10 @@ enum Item {
     /// The team a user chose as default.
     DefaultTeam(String),
     /// A connection retired in its place, kept until `keep_until`.
-    Retired { retired: Retired, keep_until: i64 },
+    Retired {
+        retired: Retired,
+        keep_until: i64,
+    },
     Breaker(BreakerState),
 }
 
@@ -458,7 +461,9 @@ impl ConnectionStore for MemoryStore {
         let mut items = self.lock()?;
         let item_key = connection_item_key(&connection.key);
         match items.get(&item_key) {
-            Some(Item::Retired { retired, .. }) if retired.connection.version == retired_version => {
+            Some(Item::Retired { retired, .. })
+                if retired.connection.version == retired_version =>
+            {
                 items.insert(
                     item_key,
                     Item::Connection(connection.clone(), ItemState::connected(connection.version)),

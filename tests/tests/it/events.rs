@@ -474,6 +474,8 @@ async fn faults_never_duplicate_a_board_or_lose_a_message() {
 
     // Redeliver everything (as SQS would after a crash), then kai's once Miro is back.
     app.emulator.fail_token_endpoint(None);
+    // Past the cooldown the failed refresh left.
+    app.clock.advance(31);
     retry.extend(invoke(&consumer, messages.clone(), 60).await);
     assert_eq!(
         retry.len(),

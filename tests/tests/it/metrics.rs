@@ -160,6 +160,8 @@ async fn flows_write_valid_emf_with_documented_names_and_nothing_secret() {
             .await
             .assert_client_error(503, "miro_unavailable");
         app.emulator.fail_token_endpoint(None);
+        // Past the cooldown the failed refresh left.
+        app.clock.advance(31);
         let made = app.create_board(&owner, "{}").await;
         assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
 
@@ -186,6 +188,12 @@ async fn flows_write_valid_emf_with_documented_names_and_nothing_secret() {
         app.create_board(&owner, &content)
             .await
             .assert_client_error(422, "invalid_item");
+
+        // The operator's restore (a Scan), with nothing retired.
+        app.service
+            .restore(&Default::default())
+            .await
+            .expect("restore");
 
         // A disconnect revokes at Miro.
         connect(&app, &second, &mut secrets).await;

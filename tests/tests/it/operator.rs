@@ -92,7 +92,10 @@ async fn a_rotated_client_secret_opens_the_breaker_and_every_user_keeps_their_co
         );
     }
     let view = app.service.breaker().await.expect("breaker");
-    assert!(!view.open && view.opened_at.is_none(), "closed by the probe");
+    assert!(
+        !view.open && view.opened_at.is_none(),
+        "closed by the probe"
+    );
 }
 
 #[tokio::test]

@@ -270,12 +270,18 @@ async fn refresh_lease_is_exclusive_and_versioned(store: Arc<dyn Store>) {
         .expect("there");
     assert_eq!(held.lease_until, Some(t + 30));
     // b cannot release a's lease; a can.
-    store.release_lease(&c.key, "b", None).await.expect("release");
+    store
+        .release_lease(&c.key, "b", None)
+        .await
+        .expect("release");
     assert!(!store
         .try_lease(&c.key, c.version, "b", t + 30, t)
         .await
         .expect("lease"));
-    store.release_lease(&c.key, "a", None).await.expect("release");
+    store
+        .release_lease(&c.key, "a", None)
+        .await
+        .expect("release");
     assert!(store
         .try_lease(&c.key, c.version, "b", t + 30, t)
         .await
@@ -700,6 +706,140 @@ async fn due_connections_come_by_their_sweep_time_and_move_on(store: Arc<dyn Sto
     );
 }
 
+async fn a_retired_connection_reads_as_gone_is_kept_and_comes_back(store: Arc<dyn Store>) {
+    let t = now();
+    let c = Connection {
+        sweep_at: t - 10,
+        ..connection("retiring", Some(t + 50 * 86_400))
+    };
+    store.put_connection(&c).await.expect("put");
+    let keep = t + 14 * 86_400;
+    assert!(
+        !store
+            .retire_connection_at(&c.key, c.version + 1, "grant_rejected", t, keep)
+            .await
+            .expect("retire"),
+        "only at its version"
+    );
+    assert!(store
+        .retire_connection_at(&c.key, c.version, "grant_rejected", t, keep)
+        .await
+        .expect("retire"));
+    assert_eq!(store.get_connection(&c.key, t).await.expect("get"), None);
+    let list = store.list_connections(&c.key.user, t).await.expect("list");
+    assert!(list.live.is_empty() && list.forgotten.is_empty());
+    assert_eq!(list.retired_teams, vec![TEAM.to_string()]);
+    assert!(
+        !store
+            .due_connections(t, 100)
+            .await
+            .expect("due")
+            .iter()
+            .any(|d| d.key == c.key),
+        "off the sweep"
+    );
+    let retired = store
+        .retired_connection(&c.key, t)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(retired.reason, "grant_rejected");
+    assert_eq!(retired.retired_at, t);
+    assert_eq!(retired.connection.version, c.version + 1);
+    assert_eq!(retired.connection.refresh_token, c.refresh_token);
+    assert_eq!(retired.connection.refresh_expires_at, c.refresh_expires_at);
+    assert!(store
+        .retired_connections(t)
+        .await
+        .expect("all")
+        .iter()
+        .any(|r| r.connection.key == c.key));
+    assert_eq!(
+        store.retired_connection(&c.key, keep).await.expect("read"),
+        None,
+        "kept only so long"
+    );
+
+    let back = Connection {
+        version: c.version + 2,
+        ..c.clone()
+    };
+    assert!(!store
+        .reinstate_connection(&back, c.version)
+        .await
+        .expect("reinstate"));
+    assert!(store
+        .reinstate_connection(&back, c.version + 1)
+        .await
+        .expect("reinstate"));
+    let live = store
+        .get_connection(&c.key, t)
+        .await
+        .expect("get")
+        .expect("live");
+    assert_eq!(live.version, back.version);
+    assert!(
+        !store
+            .reinstate_connection(&back, c.version + 1)
+            .await
+            .expect("reinstate"),
+        "a live connection is not retired"
+    );
+
+    // The cooldown a transient failure leaves, seen by every reader.
+    assert!(store
+        .try_lease(&c.key, back.version, "h", t + 30, t)
+        .await
+        .expect("lease"));
+    store
+        .release_lease(&c.key, "h", Some(t + 30))
+        .await
+        .expect("release");
+    let cooling = store
+        .get_connection(&c.key, t)
+        .await
+        .expect("get")
+        .expect("live");
+    assert_eq!(cooling.refresh_retry_at, Some(t + 30));
+    assert_eq!(cooling.lease_until, None);
+
+    assert!(
+        !store.erase_retired(&c.key).await.expect("erase"),
+        "not retired"
+    );
+    assert!(store
+        .retire_connection_at(&c.key, back.version, "revoked_at_miro", t, keep)
+        .await
+        .expect("retire"));
+    assert!(store.erase_retired(&c.key).await.expect("erase"));
+    assert_eq!(
+        store.retired_connection(&c.key, t).await.expect("read"),
+        None
+    );
+}
+
+async fn the_breaker_counts_distinct_rejections_opens_and_clears(store: Arc<dyn Store>) {
+    let t = now();
+    assert!(store.breaker().await.expect("read").is_clear());
+    store.breaker_rejected("a\n1", t).await.expect("reject");
+    let state = store.breaker_rejected("b\n1", t + 1).await.expect("reject");
+    assert_eq!(state.rejected_since(t).count(), 2);
+    let state = store.breaker_rejected("a\n1", t + 2).await.expect("reject");
+    assert_eq!(state.rejections.len(), 2, "distinct connections");
+    assert_eq!(
+        state.rejected_since(t + 2).collect::<Vec<_>>(),
+        vec!["a\n1"]
+    );
+    assert!(!state.is_open(t + 2));
+    store.breaker_open(t + 3, t + 63).await.expect("open");
+    let state = store.breaker().await.expect("read");
+    assert!(state.is_open(t + 4) && !state.is_open(t + 63));
+    assert_eq!(state.opened_at, Some(t + 3));
+    assert_eq!(state.rejections.len(), 2);
+    store.breaker_clear().await.expect("clear");
+    assert!(store.breaker().await.expect("read").is_clear());
+}
+
 macro_rules! contract {
     ($adapter:ident, $make:expr) => {
         mod $adapter {
@@ -752,6 +892,14 @@ macro_rules! contract {
             #[tokio::test]
             async fn connections_are_per_team_and_listed_in_one_read() {
                 super::connections_are_per_team_and_listed_in_one_read($make.await).await
+            }
+            #[tokio::test]
+            async fn a_retired_connection_reads_as_gone_is_kept_and_comes_back() {
+                super::a_retired_connection_reads_as_gone_is_kept_and_comes_back($make.await).await
+            }
+            #[tokio::test]
+            async fn the_breaker_counts_distinct_rejections_opens_and_clears() {
+                super::the_breaker_counts_distinct_rejections_opens_and_clears($make.await).await
             }
             #[tokio::test]
             async fn connection_round_trips_and_deletes_idempotently() {

@@ -437,12 +437,19 @@ fn the_queue_takes_messages_only_from_the_rule() {
 /// The item kinds (partition key prefixes) each function may touch.
 const ITEM_KINDS: &[(&str, &[&str])] = &[
     ("auth-start", &["AUTHZ#", "FLOWS#"]),
-    ("auth-callback", &["AUTHZ#", "FLOWS#", "DONE#", "CONN#"]),
-    ("create-board", &["AUTHZ#", "FLOWS#", "CONN#", "IDEM#"]),
+    // BREAKER is the refresh breaker's one item: every function that refreshes.
+    (
+        "auth-callback",
+        &["AUTHZ#", "FLOWS#", "DONE#", "CONN#", "BREAKER"],
+    ),
+    (
+        "create-board",
+        &["AUTHZ#", "FLOWS#", "CONN#", "IDEM#", "BREAKER"],
+    ),
     ("connection", &["CONN#"]),
-    ("board-events", &["CONN#", "IDEM#"]),
+    ("board-events", &["CONN#", "IDEM#", "BREAKER"]),
     // SWEEP# is the sweep index's partition key (the day connections fall due).
-    ("keep-alive", &["CONN#", "SWEEP#"]),
+    ("keep-alive", &["CONN#", "SWEEP#", "BREAKER"]),
 ];
 
 fn statements_of(function: &Yaml) -> impl Iterator<Item = &Yaml> {
@@ -626,10 +633,15 @@ fn the_dashboard_and_alarms_show_the_documented_metrics() {
     }
     assert_eq!(
         alarmed,
-        ["KeepAliveErrors", "TokenRefreshFailures", "TokenRefreshes"]
-            .map(String::from)
-            .into(),
-        "the refresh-failure rate and keep-alive errors are alarmed"
+        [
+            "KeepAliveErrors",
+            "RefreshBreakerOpened",
+            "TokenRefreshFailures",
+            "TokenRefreshes"
+        ]
+        .map(String::from)
+        .into(),
+        "the refresh-failure rate, the breaker and keep-alive errors are alarmed"
     );
 }
 

@@ -262,6 +262,8 @@ async fn token_endpoint_outage_is_a_503_and_the_tokens_are_kept() {
     assert_eq!(kept.version, before.version);
 
     app.emulator.fail_token_endpoint(None);
+    // Past the cooldown the failed refresh left.
+    app.clock.advance(31);
     let reply = app.create_board("zed", "{}").await;
     assert_eq!(
         reply.status,

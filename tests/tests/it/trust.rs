@@ -87,6 +87,8 @@ async fn a_transient_token_answer_on_refresh_keeps_the_connection() {
         // The lease was released and the tokens kept: once Miro answers, the
         // very next call refreshes with the same refresh token and works.
         app.emulator.set_token_fault(None);
+        // Past the cooldown the failed refresh left.
+        app.clock.advance(31);
         let after = app.create_board("tia", r#"{"name":"After"}"#).await;
         assert_eq!(
             after.status,

@@ -47,7 +47,9 @@ impl BreakerStore for DynamoStore {
             .timed("GetItem")
             .await
             .map_err(unavailable)?;
-        out.item.as_ref().map_or(Ok(BreakerState::default()), state_of)
+        out.item
+            .as_ref()
+            .map_or(Ok(BreakerState::default()), state_of)
     }
 
     async fn breaker_rejected(
