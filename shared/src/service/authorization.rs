@@ -384,19 +384,41 @@ impl Service {
                 return String::new();
             }
         };
+        if let Some(other) = list.default_team.as_deref().filter(|d| *d != team) {
+            if !list.live.iter().any(|c| c.key.team_id == other) {
+                // Another team's, whose connection is not (or not yet: a
+                // connect at this very moment) there: left as it is.
+                return other.to_string();
+            }
+        }
         let chosen = default_connection(&list.live, list.default_team.as_deref())
             .map_or(team, |c| c.key.team_id.as_str())
             .to_string();
-        if list.default_team.as_deref() != Some(chosen.as_str()) {
-            if let Err(e) = self
-                .store
-                .set_default_team(user, Some(&chosen), false)
-                .await
-            {
+        if list.default_team.as_deref() == Some(chosen.as_str()) {
+            return chosen;
+        }
+        // With none set yet, only if still none: two first connects at once
+        // must not both answer `default: true`.
+        let first = list.default_team.is_none();
+        match self
+            .store
+            .set_default_team(user, Some(&chosen), first)
+            .await
+        {
+            Ok(true) => chosen,
+            // Another connect set it first: that one stands.
+            Ok(false) => match self.store.list_connections(user, self.clock.now()).await {
+                Ok(list) => list.default_team.unwrap_or(chosen),
+                Err(e) => {
+                    tracing::warn!(user = %user, error = %e, "connections not listed again");
+                    String::new()
+                }
+            },
+            Err(e) => {
                 tracing::warn!(user = %user, error = %e, "default team not recorded");
+                chosen
             }
         }
-        chosen
     }
 
     /// The connection a grant makes: keyed by the team Miro named in the

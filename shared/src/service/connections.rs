@@ -31,6 +31,17 @@ impl Service {
         self.store
             .set_default_team(user, Some(team_id), false)
             .await?;
+        // A disconnect of that team may have run between the read and the
+        // write (and found it not yet the default): never answer a team that
+        // is gone as the default.
+        let now = self.clock.now();
+        let key = ConnectionKey::new(user, team_id);
+        if self.store.get_connection(&key, now).await?.is_none() {
+            let list = self.store.list_connections(user, now).await?;
+            let next = list.live.first().map(|c| c.key.team_id.as_str());
+            self.store.set_default_team(user, next, false).await?;
+            return Err(Error::NotConnected);
+        }
         list.default_team = Some(team_id.to_string());
         Ok(views(&list))
     }

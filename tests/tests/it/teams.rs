@@ -464,3 +464,85 @@ async fn a_reconnect_never_takes_the_default_back() {
     let unnamed = board_in(&app, "jan", None, "Where it went").await;
     assert_eq!(unnamed.json()["board"]["team"]["id"], SECOND_TEAM_ID);
 }
+
+/// start → consent in `team` → callback: the completion and its flow secret,
+/// as one tab of the app holds them.
+async fn consented(app: &TestApp, user: &str, team: &str) -> (String, String) {
+    let started = app
+        .start(user, Some(&json!({ "team_id": team }).to_string()))
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    let secret = started.json()["flow_secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    let url = started.json()["authorize_url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let back = app
+        .callback(&consent_with(&url, &[("decision", "allow")]).await)
+        .await;
+    (completion_from(&back), secret)
+}
+
+#[tokio::test]
+async fn two_first_connects_at_once_answer_one_default() {
+    let app = TestApp::new().await;
+    for round in 0..6 {
+        let user = format!("twin-{round}");
+        let (a, a_secret) = consented(&app, &user, TEAM_ID).await;
+        let (b, b_secret) = consented(&app, &user, SECOND_TEAM_ID).await;
+        let (done_a, done_b) = tokio::join!(
+            app.complete_with(&user, &a, Some(&a_secret)),
+            app.complete_with(&user, &b, Some(&b_secret)),
+        );
+        let mut answered = Vec::new();
+        for done in [&done_a, &done_b] {
+            assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+            let connection = &done.json()["connection"];
+            if connection["default"] == true {
+                answered.push(connection["team_id"].as_str().expect("team").to_string());
+            }
+        }
+        assert_eq!(answered.len(), 1, "round {round}: {answered:?}");
+        let listed: Vec<String> = teams_of(&list(&app, &user).await)
+            .into_iter()
+            .filter(|(_, default)| *default)
+            .map(|(team, _)| team)
+            .collect();
+        assert_eq!(listed, answered, "round {round}: the list agrees");
+    }
+}
+
+#[tokio::test]
+async fn a_default_chosen_while_its_team_is_disconnected_never_outlives_it() {
+    let app = TestApp::new().await;
+    for round in 0..6 {
+        let user = format!("race-{round}");
+        connect_team(&app, &user, TEAM_ID).await;
+        connect_team(&app, &user, SECOND_TEAM_ID).await;
+        let default = format!("/miro/connections/{SECOND_TEAM_ID}/default");
+        let team = format!("/miro/connections/{SECOND_TEAM_ID}");
+        let (chosen, gone) = tokio::join!(
+            app.call(Method::PUT, &default, Some(&user), None),
+            app.call(Method::DELETE, &team, Some(&user), None),
+        );
+        assert_eq!(gone.status, StatusCode::NO_CONTENT, "{}", gone.body);
+        assert!(
+            chosen.status == StatusCode::OK || chosen.status == StatusCode::NOT_FOUND,
+            "{}",
+            chosen.body
+        );
+        // Had the default kept naming the team just deleted, connecting it
+        // again would take the default back.
+        app.clock.advance(1);
+        let again = connect_team(&app, &user, SECOND_TEAM_ID).await;
+        assert_eq!(
+            again.json()["connection"]["default"],
+            false,
+            "round {round}: {}",
+            chosen.body
+        );
+    }
+}
