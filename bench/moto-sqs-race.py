@@ -74,7 +74,7 @@ import threading
 import time
 import uuid
 
-VISIBILITY = 20
+VISIBILITY = 10
 
 
 def free_port():
@@ -237,9 +237,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--endpoint", help="moto's server (default: start one)")
     p.add_argument("--in-process", action="store_true", help="moto's objects in this process, no server")
-    p.add_argument("--senders", type=int, default=4, help="threads sending (4)")
+    p.add_argument("--senders", type=int, default=8, help="threads sending (8)")
     p.add_argument("--receivers", type=int, default=8, help="threads receiving and deleting (8)")
-    p.add_argument("--batches", type=int, default=100, help="batches of 10 per sender (100)")
+    p.add_argument("--batches", type=int, default=25, help="batches of 10 per sender (25)")
     p.add_argument("--visibility", type=int, default=VISIBILITY, help=f"the queue's visibility timeout, s ({VISIBILITY})")
     p.add_argument("--quiet", type=int, default=8, help="checks in a row (0.25 s apart) the drained queue must stand empty (8)")
     p.add_argument("--limit", type=float, default=110, help="bound on the whole run, s (110)")
@@ -359,9 +359,11 @@ def run(args, q):
     drained = False
     sends_done_at = None
     last_total = -1
+    most_held = 0  # the most messages (visible + in flight) the queue reported
     while time.monotonic() - started < args.limit and not stop.is_set():
         time.sleep(0.25)
         visible, in_flight = q.counts()
+        most_held = max(most_held, visible + in_flight)
         with state:
             senders_done = senders_left == 0
             idle = senders_done and holding == 0 and received_total == last_total
@@ -380,11 +382,14 @@ def run(args, q):
     with state:
         lost = sent - set(receives)
         came_back, at_once, expired = set(), set(), set()
+        came_back_receipts = 0
+        last_receive = max((r for rs in receives.values() for _, r in rs), default=started) - started
         for mid, rs in receives.items():
             rs.sort()
             for prev, (s, r) in zip(rs, rs[1:]):
                 if mid in confirmed and s > confirmed[mid]:
                     came_back.add(mid)
+                    came_back_receipts += 1
                 elif r >= prev[0] + args.visibility:
                     expired.add(mid)
                 else:
@@ -409,15 +414,17 @@ def run(args, q):
         print(f"lost (acknowledged, never received):       {len(lost)}")
     else:
         print(f"not received (not drained: not judged lost): {len(lost)}")
-    print(f"came back (received after a Successful delete): {len(came_back)}")
+    print(f"came back (received after a Successful delete): {len(came_back)}  ({came_back_receipts} receipts)")
     print(f"at once (to two receives before any delete):    {len(at_once)}")
     print(f"expired (after its visibility timeout):         {len(expired)}")
     if never_deleted:
         print(f"received but never deleted Successfully:   {len(never_deleted)}")
     print(f"longest a receiver held a batch:           {longest_hold:.2f} s")
+    print(f"most messages the queue reported at once:  {most_held}")
     print(
         f"drained: {'yes' if drained else 'NO, stopped at --limit'}; sends done at "
-        f"{sends_done_at if sends_done_at is None else round(sends_done_at, 1)} s, run {elapsed:.1f} s"
+        f"{sends_done_at if sends_done_at is None else round(sends_done_at, 1)} s, last receive at "
+        f"{last_receive:.1f} s, run {elapsed:.1f} s"
     )
     for (call, e), n in sorted(raised.items()):
         print(f"moto raised in {call}, {n} calls: {e}")

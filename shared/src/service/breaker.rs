@@ -10,13 +10,15 @@
 //! Also here: `restore`, the operator's way back for retired connections
 //! (a refresh with the kept token: those Miro honours come back).
 
+use super::tokens::count_refresh;
 use super::Service;
 use crate::domain::{next_sweep, ConnectionKey};
 use crate::error::Error;
 use crate::events::Lifecycle;
 use crate::identity::AppUser;
 use crate::metrics::{count, Metric};
-use crate::oauth::OAuthError;
+use crate::oauth::{OAuthError, TokenGrant};
+use crate::secret::Secret;
 use crate::store::{breaker_entry, BreakerState, Retired};
 
 /// Why a connection was retired: Miro's token endpoint rejected its grant.
@@ -24,11 +26,23 @@ pub const GRANT_REJECTED: &str = "grant_rejected";
 /// Miro's token context no longer knew its token (the keep-alive probe).
 pub const REVOKED_AT_MIRO: &str = "revoked_at_miro";
 
-/// What a rejected refresh means, given every function's recent rejections.
-pub(crate) enum Rejection {
-    /// This grant is dead: retire the connection.
+/// A refresh as the breaker lets it through and judges its answer.
+pub(crate) enum Refreshed {
+    Renewed(TokenGrant),
+    /// The grant is dead: retire the connection.
     Dead,
-    /// Many are rejected at once: the app's settings, not the grant; keep it.
+    /// Not sent (the breaker is open), or rejected while many are: the
+    /// app's settings, not the grant. Tokens kept; try after `seconds`.
+    HeldBack {
+        seconds: i64,
+    },
+    /// No verdict (429, 5xx, timeout): tokens kept.
+    Transient(OAuthError),
+}
+
+/// What a rejected refresh means, given every function's recent rejections.
+enum Rejection {
+    Dead,
     Suspect { retry_after: i64 },
 }
 
@@ -68,9 +82,55 @@ pub struct BreakerView {
 }
 
 impl Service {
+    /// Refreshes at Miro unless the breaker is open, and judges a rejection
+    /// with every function's recent ones.
+    pub(crate) async fn refresh_through_breaker(
+        &self,
+        key: &ConnectionKey,
+        refresh_token: &Secret,
+    ) -> Refreshed {
+        let user = &key.user;
+        let breaker = self.breaker_state().await;
+        let now = self.clock.now();
+        if let Some(until) = breaker.open_until.filter(|t| now < *t) {
+            count(Metric::RefreshesHeldBack, 1, &[]);
+            return Refreshed::HeldBack {
+                seconds: until - now,
+            };
+        }
+        let refreshed = self.oauth.refresh(refresh_token).await;
+        count_refresh(&refreshed);
+        match refreshed {
+            Ok(grant) => {
+                if !breaker.is_clear() {
+                    self.close_breaker().await;
+                }
+                Refreshed::Renewed(grant)
+            }
+            Err(OAuthError::Rejected(reason)) => {
+                match self.judge_rejection(key, self.clock.now()).await {
+                    Rejection::Dead => {
+                        tracing::warn!(user = %user, %reason, "refresh refused: the grant is dead");
+                        Refreshed::Dead
+                    }
+                    Rejection::Suspect { retry_after } => {
+                        tracing::warn!(user = %user, %reason, "refresh refused while the breaker is open; connection kept");
+                        Refreshed::HeldBack {
+                            seconds: retry_after,
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(user = %user, error = %e, "token endpoint did not refresh; tokens kept");
+                Refreshed::Transient(e)
+            }
+        }
+    }
+
     /// The breaker as the store has it; one that cannot be read counts as
     /// closed (a store that fails will refuse the refresh's writes anyway).
-    pub(crate) async fn breaker_state(&self) -> BreakerState {
+    async fn breaker_state(&self) -> BreakerState {
         match self.store.breaker().await {
             Ok(state) => state,
             Err(e) => {
@@ -81,7 +141,7 @@ impl Service {
     }
 
     /// A refresh succeeded: the token endpoint takes the app's settings.
-    pub(crate) async fn close_breaker(&self) {
+    async fn close_breaker(&self) {
         match self.store.breaker_clear().await {
             Ok(()) => tracing::info!("refresh breaker closed: Miro accepted a refresh"),
             Err(e) => tracing::warn!(error = %e, "refresh breaker could not be closed"),
@@ -89,7 +149,7 @@ impl Service {
     }
 
     /// Counts the rejection of `key`'s refresh and judges it.
-    pub(crate) async fn judge_rejection(&self, key: &ConnectionKey, now: i64) -> Rejection {
+    async fn judge_rejection(&self, key: &ConnectionKey, now: i64) -> Rejection {
         let safety = self.config.safety;
         if safety.breaker_rejections == 0 {
             return Rejection::Dead;

@@ -18,7 +18,7 @@
 //! on the item, so that a sick token endpoint is not asked again by every
 //! request.
 
-use super::breaker::{Rejection, GRANT_REJECTED};
+use super::breaker::{Refreshed, GRANT_REJECTED};
 use super::connections::disconnected;
 use super::{Service, REFRESH_TOKEN_LIFETIME_SECONDS};
 use crate::domain::{next_sweep, Connection, ConnectionKey};
@@ -102,42 +102,19 @@ impl Service {
                     let Some(refresh_token) = connection.refresh_token.as_ref() else {
                         return Ok(None);
                     };
-                    let breaker = self.breaker_state().await;
-                    let now = self.clock.now();
-                    if let Some(until) = breaker.open_until.filter(|t| now < *t) {
-                        // Open: Miro would only reject it too.
-                        count(Metric::RefreshesHeldBack, 1, &[]);
-                        held_back = Some(until - now);
-                        machine.refreshed(Answer::Transient)
-                    } else {
-                        let refreshed = self.oauth.refresh(refresh_token).await;
-                        count_refresh(&refreshed);
-                        match refreshed {
-                            Ok(grant) => {
-                                if !breaker.is_clear() {
-                                    self.close_breaker().await;
-                                }
-                                renewed = Some(self.renewed(connection, grant));
-                                machine.refreshed(Answer::Renewed)
-                            }
-                            Err(OAuthError::Rejected(reason)) => {
-                                match self.judge_rejection(key, self.clock.now()).await {
-                                    Rejection::Dead => {
-                                        tracing::warn!(user = %user, %reason, "refresh refused: the grant is dead");
-                                        machine.refreshed(Answer::Dead)
-                                    }
-                                    Rejection::Suspect { retry_after } => {
-                                        tracing::warn!(user = %user, %reason, "refresh refused while the breaker is open; connection kept");
-                                        held_back = Some(retry_after);
-                                        machine.refreshed(Answer::Transient)
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(user = %user, error = %e, "token endpoint did not refresh; tokens kept");
-                                transient = Some(e);
-                                machine.refreshed(Answer::Transient)
-                            }
+                    match self.refresh_through_breaker(key, refresh_token).await {
+                        Refreshed::Renewed(grant) => {
+                            renewed = Some(self.renewed(connection, grant));
+                            machine.refreshed(Answer::Renewed)
+                        }
+                        Refreshed::Dead => machine.refreshed(Answer::Dead),
+                        Refreshed::HeldBack { seconds } => {
+                            held_back = Some(seconds);
+                            machine.refreshed(Answer::Transient)
+                        }
+                        Refreshed::Transient(e) => {
+                            transient = Some(e);
+                            machine.refreshed(Answer::Transient)
                         }
                     }
                 }
@@ -180,9 +157,8 @@ impl Service {
                 }
                 Step::ReleaseLease => {
                     // After a transient failure nobody refreshes this
-                    // connection again for a while (an open breaker holds
-                    // every refresh back by itself).
-                    // A 429 waits as long as Miro asks.
+                    // connection again for a while, a 429 as long as Miro
+                    // asks (an open breaker holds every refresh back itself).
                     let cooldown = match &transient {
                         Some(OAuthError::RateLimited {
                             retry_after_seconds,
@@ -277,7 +253,7 @@ impl Service {
 
 /// `TokenRefreshes`, and `TokenRefreshFailures` by whether the grant is
 /// dead or may still be good (`crate::metrics`).
-fn count_refresh(refreshed: &Result<TokenGrant, OAuthError>) {
+pub(crate) fn count_refresh(refreshed: &Result<TokenGrant, OAuthError>) {
     count(Metric::TokenRefreshes, 1, &[]);
     let reason = match refreshed {
         Ok(_) => return,
