@@ -72,6 +72,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
 
 VISIBILITY = 10
@@ -83,11 +84,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_moto():
+def start_moto(switch_interval):
     port = free_port()
-    server = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    server = [os.path.join(os.path.dirname(sys.executable), "moto_server")]
+    if switch_interval is not None:
+        server = [
+            sys.executable,
+            "-c",
+            f"import sys; sys.setswitchinterval({switch_interval!r}); "
+            "from moto.server import main; sys.argv[0] = 'moto_server'; sys.exit(main())",
+        ]
     proc = subprocess.Popen(
-        [server, "-H", "127.0.0.1", "-p", str(port)],
+        server + ["-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -240,6 +248,7 @@ def main():
     p.add_argument("--senders", type=int, default=8, help="threads sending (8)")
     p.add_argument("--receivers", type=int, default=8, help="threads receiving and deleting (8)")
     p.add_argument("--batches", type=int, default=25, help="batches of 10 per sender (25)")
+    p.add_argument("--backlog", type=int, default=200, help="senders pause while the queue reports this many messages or more (200): moto's scans are O(queue length)")
     p.add_argument("--visibility", type=int, default=VISIBILITY, help=f"the queue's visibility timeout, s ({VISIBILITY})")
     p.add_argument("--quiet", type=int, default=8, help="checks in a row (0.25 s apart) the drained queue must stand empty (8)")
     p.add_argument("--limit", type=float, default=110, help="bound on the whole run, s (110)")
@@ -249,20 +258,22 @@ def main():
     p.add_argument(
         "--switch-interval",
         type=float,
-        help="with --in-process: sys.setswitchinterval, s (CPython's default 0.005); smaller switches threads more often",
+        help="sys.setswitchinterval, s, in the process moto runs in (this one with --in-process, "
+        "else the moto_server it starts); CPython's default is 0.005; smaller switches threads more often",
     )
     args = p.parse_args()
     if args.switch_interval is not None:
-        if not args.in_process:
-            p.error("--switch-interval acts on this process: use it with --in-process")
-        sys.setswitchinterval(args.switch_interval)
+        if args.endpoint:
+            p.error("--switch-interval needs the moto_server this script starts, not --endpoint")
+        if args.in_process:
+            sys.setswitchinterval(args.switch_interval)
 
     if args.in_process:
         return run(args, InProcess(args.visibility))
     proc = None
     endpoint = args.endpoint
     if not endpoint:
-        proc, endpoint = start_moto()
+        proc, endpoint = start_moto(args.switch_interval)
     try:
         return run(args, Http(endpoint, args.visibility))
     finally:
@@ -286,11 +297,15 @@ def run(args, q):
     longest_hold = 0.0
     senders_left = args.senders
     stop = threading.Event()
+    room = threading.Event()  # set while the queue holds fewer than --backlog
+    room.set()
     raised = collections.Counter()  # (call, exception) -> how many times
 
     def failed_call(call, e):
+        where = [f for f in traceback.extract_tb(e.__traceback__) if "/moto/" in f.filename]
+        at = f" (at moto/{where[-1].filename.split('/moto/')[-1]}:{where[-1].lineno})" if where else ""
         with state:
-            raised[(call, f"{type(e).__name__}: {str(e)[:120]}")] += 1
+            raised[(call, f"{type(e).__name__}: {str(e)[:120]}{at}")] += 1
             if sum(raised.values()) > 1000:
                 stop.set()  # something else is wrong: do not spin
 
@@ -300,6 +315,9 @@ def run(args, q):
             for b in range(args.batches):
                 if stop.is_set():
                     break
+                while not room.wait(0.25):
+                    if stop.is_set():
+                        return
                 bodies = [f"s{k}-b{b}-m{i}" for i in range(10)]
                 try:
                     with send_turns:
@@ -364,6 +382,10 @@ def run(args, q):
         time.sleep(0.25)
         visible, in_flight = q.counts()
         most_held = max(most_held, visible + in_flight)
+        if visible + in_flight >= args.backlog:
+            room.clear()
+        else:
+            room.set()
         with state:
             senders_done = senders_left == 0
             idle = senders_done and holding == 0 and received_total == last_total
@@ -405,22 +427,25 @@ def run(args, q):
         f"mode: {mode}; {'in process, no HTTP' if args.in_process else 'moto_server at ' + q.endpoint}; "
         f"{args.senders} senders x {args.batches} batches of 10, {args.receivers} receivers, "
         f"visibility {args.visibility} s"
-        + (f"; switch interval {sys.getswitchinterval()} s" if args.in_process else "")
+        + f"; moto's switch interval {args.switch_interval or 0.005} s"
     )
-    print(f"sent (acknowledged by SendMessageBatch):   {len(sent)}  (failed entries: {send_failed})")
-    print(f"received (distinct ids / receipts):        {len(receives)} / {received_total}")
-    print(f"deleted (Successful at least once):        {len(confirmed)}  (failed entries: {delete_failed})")
-    if drained:
-        print(f"lost (acknowledged, never received):       {len(lost)}")
-    else:
-        print(f"not received (not drained: not judged lost): {len(lost)}")
-    print(f"came back (received after a Successful delete): {len(came_back)}  ({came_back_receipts} receipts)")
-    print(f"at once (to two receives before any delete):    {len(at_once)}")
-    print(f"expired (after its visibility timeout):         {len(expired)}")
-    if never_deleted:
-        print(f"received but never deleted Successfully:   {len(never_deleted)}")
-    print(f"longest a receiver held a batch:           {longest_hold:.2f} s")
-    print(f"most messages the queue reported at once:  {most_held}")
+    rows = [
+        ("sent (acknowledged by SendMessageBatch)", f"{len(sent)}  (failed entries: {send_failed})"),
+        ("received (distinct ids / receipts)", f"{len(receives)} / {received_total}"),
+        ("deleted (Successful at least once)", f"{len(confirmed)}  (failed entries: {delete_failed})"),
+        (
+            "lost (acknowledged, never received)" if drained else "not received (NOT drained, so not judged lost)",
+            f"{len(lost)}",
+        ),
+        ("came back (received after a Successful delete)", f"{len(came_back)}  ({came_back_receipts} receipts)"),
+        ("at once (to two receives before any delete)", f"{len(at_once)}"),
+        ("again after its visibility timeout, undeleted", f"{len(expired)}"),
+        ("received, never deleted Successfully", f"{len(never_deleted)}"),
+        ("longest a receiver held a batch", f"{longest_hold:.2f} s"),
+        ("most messages the queue reported at once", f"{most_held}"),
+    ]
+    for label, value in rows:
+        print(f"{label + ':':48} {value}")
     print(
         f"drained: {'yes' if drained else 'NO, stopped at --limit'}; sends done at "
         f"{sends_done_at if sends_done_at is None else round(sends_done_at, 1)} s, last receive at "

@@ -170,7 +170,7 @@ pub async fn section(
         connecting.elapsed().as_secs_f64()
     );
 
-    let config = aws(&env.moto).await;
+    let config = aws(&env.moto).await?;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let (bus, failures) = outcome_bus(&config, &sqs).await?;
     let mut vars = rust_env(env, &s);

@@ -16,7 +16,7 @@ use miro_connect::clock::SystemClock;
 use miro_connect::config::Config;
 use miro_connect::domain::BoardRequest;
 use miro_connect::identity::AppUser;
-use miro_connect::routes::{Route, FUNCTIONS, ROUTES};
+use miro_connect::routes::{Function, Route, ROUTES};
 use miro_connect::seal::Sealer;
 use miro_connect::secret::Secret;
 use miro_connect::service::{CallbackOutcome, CallbackParams, Deadline, StartAuthorization};
@@ -281,16 +281,17 @@ async fn bench_emulator(lifetime: Option<i64>) -> Result<Emulator, Failure> {
     .await?)
 }
 
-async fn aws(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "bench",
-        ))
-        .http_client(miro_connect::https::AwsHttpClient::new())
-        .load()
-        .await
+/// The AWS configuration of a server on loopback, built as the functions
+/// build theirs (their AWS bounds).
+async fn aws(endpoint: &str) -> Result<aws_config::SdkConfig, Failure> {
+    use miro_connect::bootstrap as boot;
+    let settings = HashMap::from([
+        (boot::AWS_ENDPOINT_URL, endpoint),
+        (boot::AWS_REGION, "us-east-1"),
+        (boot::AWS_ACCESS_KEY_ID, "test"),
+        (boot::AWS_SECRET_ACCESS_KEY, "test"),
+    ]);
+    Ok(boot::aws_config_from(|k| settings.get(k).map(|v| v.to_string())).await?)
 }
 
 async fn create_secret(moto: &str, keys: &Secret) -> Result<String, Failure> {
@@ -298,7 +299,7 @@ async fn create_secret(moto: &str, keys: &Secret) -> Result<String, Failure> {
         "MIRO_CLIENT_SECRET": EmulatorConfig::default().client_secret,
         "TOKEN_SEALING_KEYS": keys.expose(),
     });
-    let created = aws_sdk_secretsmanager::Client::new(&aws(moto).await)
+    let created = aws_sdk_secretsmanager::Client::new(&aws(moto).await?)
         .create_secret()
         .name(format!("bench-{}", uuid::Uuid::new_v4()))
         .secret_string(value.to_string())
@@ -309,7 +310,7 @@ async fn create_secret(moto: &str, keys: &Secret) -> Result<String, Failure> {
 
 /// A fresh table of ours, as the template makes it.
 async fn our_table(endpoint: &str, prefix: &str) -> Result<String, Failure> {
-    let client = aws_sdk_dynamodb::Client::new(&aws(endpoint).await);
+    let client = aws_sdk_dynamodb::Client::new(&aws(endpoint).await?);
     let name = format!("{prefix}-{}", uuid::Uuid::new_v4());
     DynamoStore::create_table(&client, &name).await?;
     Ok(name)
@@ -320,7 +321,7 @@ async fn table(endpoint: &str, prefix: &str, key: &str) -> Result<String, Failur
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     };
-    let client = aws_sdk_dynamodb::Client::new(&aws(endpoint).await);
+    let client = aws_sdk_dynamodb::Client::new(&aws(endpoint).await?);
     let name = format!("{prefix}-{}", uuid::Uuid::new_v4());
     client
         .create_table()
@@ -358,13 +359,14 @@ async fn service(
     ddb: &str,
     keys: &Secret,
 ) -> Result<Service, Failure> {
-    let config = Config::from_lookup(|k| env_settings.get(k).cloned())?;
-    let client = aws_sdk_dynamodb::Client::new(&aws(ddb).await);
-    let sealer = Arc::new(Sealer::from_key_ring(keys)?);
-    let store = Arc::new(DynamoStore::new(client, config.table_name.clone(), sealer));
+    let config = Config::from_lookup(|k| match k {
+        "TOKEN_SEALING_KEYS" => Some(keys.expose().to_string()),
+        _ => env_settings.get(k).cloned(),
+    })?;
+    let store = miro_connect::bootstrap::dynamo_store(&aws(ddb).await?, &config, true)?;
     Ok(miro_connect::bootstrap::wire(
         config,
-        store,
+        Arc::new(store),
         Arc::new(SystemClock),
     )?)
 }
@@ -479,7 +481,7 @@ async fn connect_peer(
             V::S(token["user_id"].as_str().unwrap_or_default().into()),
         ),
     ]);
-    aws_sdk_dynamodb::Client::new(&aws(ddb).await)
+    aws_sdk_dynamodb::Client::new(&aws(ddb).await?)
         .put_item()
         .table_name(table)
         .item("userId", V::S(user.into()))
@@ -520,7 +522,7 @@ fn function_of(method: &str, path: &str) -> &'static str {
     ROUTES
         .iter()
         .find(|r| r.method == method && r.path == path)
-        .map(|r| r.function)
+        .map(|r| r.function.name())
         .unwrap_or_else(|| panic!("no route {method} {path}"))
 }
 
@@ -531,7 +533,7 @@ fn board_function() -> &'static str {
 
 /// The first route of a function in `ROUTES`; `None` for the SQS consumer.
 fn first_route(function: &str) -> Option<&'static Route> {
-    ROUTES.iter().find(|r| r.function == function)
+    ROUTES.iter().find(|r| r.function.name() == function)
 }
 
 /// A cold start's first request: the function's first route (an unknown
@@ -541,20 +543,17 @@ fn first_request(function: &str, board: &str) -> serde_json::Value {
     match first_route(function) {
         Some(r) if !r.authorized => http_event(r.method, r.path, "state=unknown", None, None),
         Some(r) => {
-            let body = (r.method == "POST" && r.function == board_function()).then_some(board);
+            let body =
+                (r.method == "POST" && r.function.name() == board_function()).then_some(board);
             http_event(r.method, r.path, "", body, Some("cold-user"))
         }
         None => sqs_event("cold-user"),
     }
 }
 
-/// The function behind no route: the SQS consumer of board requests.
+/// The SQS consumer of board requests (behind no route).
 fn consumer_function() -> &'static str {
-    FUNCTIONS
-        .iter()
-        .copied()
-        .find(|f| first_route(f).is_none())
-        .unwrap_or_else(|| panic!("no function without a route"))
+    Function::BoardEvents.name()
 }
 
 /// An SQS batch of board requests, one message per user.
@@ -767,7 +766,7 @@ async fn cold_starts(
     // says whether it reads the secret at init: those run once more with
     // the secrets in the environment, which shows what the read costs.
     let mut reads_secret: HashMap<String, bool> = HashMap::new();
-    for function in FUNCTIONS {
+    for function in Function::ALL.iter().map(|f| f.name()) {
         let event = first_request(function, body);
         let mut probe = Instance::start(&rust_bin(env, function), &vars).await?;
         probe.wait_ready(Duration::from_secs(30)).await?;
@@ -1174,7 +1173,7 @@ fn sizes(
     )?;
     // The goal is about what is deployed: the arm64 builds, where they exist.
     let (mut largest_deployed, mut largest_host) = (0.0f64, 0.0f64);
-    for name in FUNCTIONS {
+    for name in Function::ALL.iter().map(|f| f.name()) {
         for (build, path) in [
             (
                 "arm64 (cargo lambda, as deployed)",
@@ -1278,7 +1277,7 @@ async fn calls_per_flow(
     let (d, m) = measure(&ddb, &miro);
     rows.push(("create, valid token", (d, 1), (m, 1)));
     // Due: the stored token is within the refresh margin.
-    let client = aws_sdk_dynamodb::Client::new(&aws(&env.ddb).await);
+    let client = aws_sdk_dynamodb::Client::new(&aws(&env.ddb).await?);
     client
         .update_item()
         .table_name(&rust_table)

@@ -12,7 +12,7 @@ use lambda_http::{Body, RequestExt};
 use miro_connect::http::add_security_headers;
 use miro_connect::http::authorizer_context;
 use miro_connect::identity::AppUser;
-use miro_connect::routes::{Route, ROUTES};
+use miro_connect::routes::{Function, Route, ROUTES};
 use miro_connect::secret::Secret;
 use miro_connect::Service;
 use serde::{Deserialize, Serialize};
@@ -349,7 +349,7 @@ async fn forward(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
 
 async fn in_process(
     service: &Service,
-    function: &str,
+    function: Function,
     parts: axum::http::request::Parts,
     bytes: Vec<u8>,
     sub: Option<String>,
@@ -365,12 +365,16 @@ async fn in_process(
     if let Some(sub) = sub {
         lambda_request = lambda_request.with_request_context(authorizer_context(&sub));
     }
+    // No wildcard: a function added to `Function` must be placed here.
     let outcome = match function {
-        "auth-start" => auth_start::handle(service, lambda_request).await,
-        "auth-callback" => auth_callback::handle(service, lambda_request).await,
-        "create-board" => create_board::handle(service, lambda_request).await,
-        "connection" => connection::handle(service, lambda_request).await,
-        _ => return gateway_error(StatusCode::NOT_FOUND, "not_found", "no such function"),
+        Function::AuthStart => auth_start::handle(service, lambda_request).await,
+        Function::AuthCallback => auth_callback::handle(service, lambda_request).await,
+        Function::CreateBoard => create_board::handle(service, lambda_request).await,
+        Function::Connection => connection::handle(service, lambda_request).await,
+        // Behind no route: an SQS consumer and a scheduled sweep.
+        Function::BoardEvents | Function::KeepAlive => {
+            return gateway_error(StatusCode::NOT_FOUND, "not_found", "no such function")
+        }
     };
     match outcome {
         Ok(response) => {
@@ -452,7 +456,7 @@ fn api_gateway_event(
 async fn invoke(
     http: &reqwest::Client,
     base: &str,
-    function: &str,
+    function: Function,
     event: &serde_json::Value,
 ) -> Option<Response> {
     use base64::Engine;

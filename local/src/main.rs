@@ -15,9 +15,9 @@
 mod gateway;
 
 use gateway::{AllowedHosts, Backend, Gateway};
+use miro_connect::bootstrap;
 use miro_connect::clock::SystemClock;
 use miro_connect::config::Config;
-use miro_connect::seal::Sealer;
 use miro_connect::store::dynamo::DynamoStore;
 use miro_connect::store::memory::MemoryStore;
 use miro_connect::store::Store;
@@ -94,7 +94,8 @@ async fn main() -> Result<(), Failure> {
         .collect();
         Some((emulator, routes, templates))
     };
-    let config = Config::from_lookup(|k| env(k).or_else(|| settings.get(k).cloned()))?;
+    let lookup = |k: &str| env(k).or_else(|| settings.get(k).cloned());
+    let config = Config::from_lookup(lookup)?;
 
     let miro = if real_miro {
         config.miro_api_base.to_string()
@@ -112,9 +113,9 @@ async fn main() -> Result<(), Failure> {
             (Backend::Lambda { http, invoke_base }, describe)
         }
         None => {
-            let (store, what) = store(&config).await?;
+            let (store, what) = store(&config, lookup).await?;
             let describe = format!("Miro: {miro}; store: {what}");
-            let service = miro_connect::bootstrap::wire(config, store, Arc::new(SystemClock))?;
+            let service = bootstrap::wire(config, store, Arc::new(SystemClock))?;
             (Backend::InProcess(Box::new(service)), describe)
         }
     };
@@ -185,28 +186,28 @@ async fn listen(addr: &str, allow_remote: bool) -> Result<tokio::net::TcpListene
     Ok(listener)
 }
 
-/// The in-memory store by default; DynamoDB once `TABLE_NAME` is set.
-async fn store(config: &Config) -> Result<(Arc<dyn Store>, String), Failure> {
+/// The in-memory store by default; DynamoDB once `TABLE_NAME` is set, built
+/// as the functions build theirs (the same AWS bounds, sealed tokens).
+async fn store(
+    config: &Config,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(Arc<dyn Store>, String), Failure> {
     if config.table_name.is_empty() {
         return Ok((Arc::new(MemoryStore::new()), "in memory".into()));
     }
-    let keys = config
-        .sealing_keys
-        .clone()
-        .ok_or("TOKEN_SEALING_KEYS is required with TABLE_NAME")?;
-    let aws = aws_config::load_from_env().await;
-    let client = aws_sdk_dynamodb::Client::new(&aws);
-    let local_endpoint = ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"]
+    if config.sealing_keys.is_none() {
+        return Err("TOKEN_SEALING_KEYS is required with TABLE_NAME".into());
+    }
+    let aws = bootstrap::aws_config_from(&lookup).await?;
+    let local_endpoint = ["AWS_ENDPOINT_URL_DYNAMODB", bootstrap::AWS_ENDPOINT_URL]
         .iter()
-        .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()));
+        .any(|k| lookup(k).is_some());
     if local_endpoint {
         // A local DynamoDB starts empty; a real table comes from the template.
+        let client = aws_sdk_dynamodb::Client::new(&aws);
         DynamoStore::create_table(&client, &config.table_name).await?;
     }
-    let sealer = Arc::new(Sealer::from_key_ring(&keys)?);
+    let store = bootstrap::dynamo_store(&aws, config, true)?;
     let what = format!("DynamoDB table {}", config.table_name);
-    Ok((
-        Arc::new(DynamoStore::new(client, config.table_name.clone(), sealer)),
-        what,
-    ))
+    Ok((Arc::new(store), what))
 }

@@ -1,13 +1,18 @@
 //! The local server's own defences, against the real binary over loopback:
 //! it listens on loopback only unless told otherwise (and then warns), it
 //! answers only requests addressed to its own name (DNS rebinding), and its
-//! demo sign-in's token is not cached, sniffed or sent on as a Referer.
+//! demo sign-in's token is not cached, sniffed or sent on as a Referer. On
+//! DynamoDB, it is bounded as the functions are: a frozen DynamoDB costs a
+//! request the functions' AWS operation bound, then a 503.
 
+use miro_connect::config::DEFAULT_AWS_OPERATION_TIMEOUT_MS;
+use miro_connect::seal::Sealer;
+use miro_connect_tests::fault_proxy::{Fault, FaultProxy};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_miro-connect-local");
 const WAIT: Duration = Duration::from_secs(60);
@@ -112,11 +117,26 @@ impl Answer {
 /// One HTTP/1.1 request over loopback to `connect`, with exactly the `Host`
 /// header given (none when `None`).
 fn request(connect: &str, method: &str, path: &str, host: Option<&str>, body: &str) -> Answer {
+    request_with(connect, method, path, host, &[], body)
+}
+
+/// The same, with more headers.
+fn request_with(
+    connect: &str,
+    method: &str,
+    path: &str,
+    host: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
     let mut stream = TcpStream::connect(connect).expect("connect");
     stream.set_read_timeout(Some(WAIT)).expect("timeout");
     let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
     if let Some(host) = host {
         head.push_str(&format!("Host: {host}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     if !body.is_empty() {
         head.push_str("Content-Type: application/json\r\n");
@@ -307,4 +327,102 @@ fn allowed_to_listen_beyond_loopback_it_warns_and_still_checks_the_host() {
         "",
     );
     assert_refused(&answer, "a foreign Host on a wildcard bind");
+}
+
+/// Room for scheduling on a loaded machine on top of the configured bound.
+const SLACK: Duration = Duration::from_secs(3);
+
+/// The address of a server URL such as `http://127.0.0.1:8000`.
+fn socket_addr(url: &str) -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .trim_end_matches('/');
+    authority
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .unwrap_or_else(|| panic!("not a server address: {url}"))
+}
+
+#[test]
+fn on_a_frozen_dynamodb_it_answers_503_within_the_functions_aws_bound() {
+    let dynamodb = std::env::var("MIRO_CONNECT_TEST_DYNAMODB").expect(
+        "MIRO_CONNECT_TEST_DYNAMODB is not set: run the tests with tests/run, which starts DynamoDB Local",
+    );
+    // The proxy runs on its own threads while this test blocks on sockets.
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime for the proxy");
+    let proxy = runtime
+        .block_on(FaultProxy::start(socket_addr(&dynamodb)))
+        .expect("fault proxy");
+    let keys = Sealer::generate_key_ring_entry("local");
+    let table = format!("miro-connect-local-{}", uuid::Uuid::new_v4());
+    // No AWS bound is set: the server must take the functions' defaults.
+    let server = start(
+        "127.0.0.1:0",
+        &[
+            ("TABLE_NAME", &table),
+            ("TOKEN_SEALING_KEYS", keys.expose()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", &proxy.url()),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    let addr = server.addr.clone();
+    let signed_in = request(
+        &addr,
+        "POST",
+        "/demo/sign-in",
+        Some(&addr),
+        r#"{"user":"frozen-fay"}"#,
+    );
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    let bearer = format!(
+        "Bearer {}",
+        signed_in.json()["token"].as_str().expect("a token")
+    );
+    let start_flow = || {
+        let started = Instant::now();
+        let answer = request_with(
+            &addr,
+            "POST",
+            "/miro/authorizations",
+            Some(&addr),
+            &[("Authorization", &bearer)],
+            "",
+        );
+        (answer, started.elapsed())
+    };
+
+    // Healthy first: the server stores in that table, through the proxy.
+    let (healthy, _) = start_flow();
+    assert_eq!(healthy.status, 201, "{}", healthy.body);
+    let before = proxy.requests();
+    assert!(before >= 2, "the table and the flow went through the proxy");
+
+    proxy.set(Some(Fault::Freeze));
+    let (frozen, took) = start_flow();
+    assert_eq!(frozen.status, 503, "{}", frozen.body);
+    assert_eq!(
+        frozen.json()["error"],
+        "storage_unavailable",
+        "{}",
+        frozen.body
+    );
+    assert!(
+        frozen
+            .header("retry-after")
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some_and(|s| s >= 1),
+        "a Retry-After in seconds: {:?}",
+        frozen.headers
+    );
+    assert!(proxy.faulted() >= 1, "the call met the frozen DynamoDB");
+    // Far inside the request's own budget (20 s, which would answer
+    // `request_timeout`): only the AWS bound can have ended it.
+    let bound = Duration::from_millis(DEFAULT_AWS_OPERATION_TIMEOUT_MS) + SLACK;
+    assert!(took < bound, "answered after {took:?} (bound {bound:?})");
 }

@@ -168,12 +168,67 @@ pub async fn aws_and_service_from_env(
 /// SDK's own settings (region, credentials, endpoints), bounded by
 /// [`AwsLimits`] so that no call to AWS can outlast the request.
 pub async fn aws_sdk_config(needs: Needs) -> Result<aws_config::SdkConfig, BootError> {
-    let limits = AwsLimits::from_lookup(env_lookup(needs))?;
-    Ok(limits
+    aws_config_from(env_lookup(needs)).await
+}
+
+/// Where a lookup may point the AWS clients (DynamoDB Local, moto): the
+/// benchmark, the tools and the tests name them this way. A function's
+/// lookup ([`env_lookup`]) never answers them: on Lambda the SDK reads the
+/// runtime's own.
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+pub const AWS_REGION: &str = "AWS_REGION";
+pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+
+/// The one way an AWS configuration is built (the functions, the local
+/// server, the benchmark, the tools, the tests): [`AwsLimits`] and, where
+/// `get` names them, the endpoint, region and credentials, over the SDK's
+/// own settings; on the project's HTTP client.
+pub async fn aws_config_from(
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<aws_config::SdkConfig, BootError> {
+    let limits = AwsLimits::from_lookup(&get)?;
+    let mut loader = limits
         .apply(aws_config::defaults(aws_config::BehaviorVersion::latest()))
-        .http_client(crate::https::AwsHttpClient::new())
-        .load()
-        .await)
+        .http_client(crate::https::AwsHttpClient::new());
+    if let Some(url) = get(AWS_ENDPOINT_URL) {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(region) = get(AWS_REGION) {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    if let (Some(id), Some(secret)) = (get(AWS_ACCESS_KEY_ID), get(AWS_SECRET_ACCESS_KEY)) {
+        loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            id, secret, None, None, "settings",
+        ));
+    }
+    Ok(loader.load().await)
+}
+
+/// The deployment's store: its table on DynamoDB, with the sealing key ring
+/// when `sealing` (every function that holds tokens, and the local server).
+pub fn dynamo_store(
+    aws: &aws_config::SdkConfig,
+    config: &Config,
+    sealing: bool,
+) -> Result<DynamoStore, BootError> {
+    if config.table_name.is_empty() {
+        return Err(ConfigError::Missing("TABLE_NAME").into());
+    }
+    let sealer = if sealing {
+        let keys = config
+            .sealing_keys
+            .as_ref()
+            .ok_or(ConfigError::Missing("TOKEN_SEALING_KEYS"))?;
+        Some(Arc::new(Sealer::from_key_ring(keys)?))
+    } else {
+        None
+    };
+    Ok(DynamoStore::with_sealer(
+        aws_sdk_dynamodb::Client::new(aws),
+        config.table_name.clone(),
+        sealer,
+    ))
 }
 
 /// The same, on an AWS configuration the caller also uses for other clients.
@@ -206,27 +261,10 @@ fn service_with_secrets(
 ) -> Result<Service, BootError> {
     let env = env_lookup(needs);
     let config = Config::from_lookup(|k| secrets.get(k).cloned().or_else(|| env(k)))?;
-    if config.table_name.is_empty() {
-        return Err(ConfigError::Missing("TABLE_NAME").into());
+    if needs.secrets && config.miro_client_secret.is_none() {
+        return Err(ConfigError::Missing("MIRO_CLIENT_SECRET").into());
     }
-    let sealer = if needs.secrets {
-        if config.miro_client_secret.is_none() {
-            return Err(ConfigError::Missing("MIRO_CLIENT_SECRET").into());
-        }
-        let keys = config
-            .sealing_keys
-            .clone()
-            .ok_or(ConfigError::Missing("TOKEN_SEALING_KEYS"))?;
-        Some(Arc::new(Sealer::from_key_ring(&keys)?))
-    } else {
-        None
-    };
-    let dynamo = aws_sdk_dynamodb::Client::new(aws);
-    let store = Arc::new(DynamoStore::with_sealer(
-        dynamo,
-        config.table_name.clone(),
-        sealer,
-    ));
+    let store = Arc::new(dynamo_store(aws, &config, needs.secrets)?);
     let service = wire(config, store, Arc::new(SystemClock))?;
     // Lifecycle events go to the stack's bus, where the function has one.
     Ok(match env(EVENT_BUS).filter(|_| needs.events) {
@@ -247,4 +285,82 @@ pub fn wire(
 ) -> Result<Service, BootError> {
     let http = http_client(&config)?;
     Ok(Service::new(config, store, http, clock))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{
+        DEFAULT_AWS_ATTEMPT_TIMEOUT_MS, DEFAULT_AWS_MAX_ATTEMPTS, DEFAULT_AWS_OPERATION_TIMEOUT_MS,
+    };
+
+    async fn built(settings: &[(&str, &str)]) -> aws_config::SdkConfig {
+        let settings: HashMap<String, String> = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        aws_config_from(|k| settings.get(k).cloned())
+            .await
+            .expect("an AWS configuration")
+    }
+
+    fn ms(d: Option<Duration>) -> Option<u128> {
+        d.map(|d| d.as_millis())
+    }
+
+    #[tokio::test]
+    async fn every_aws_configuration_carries_the_functions_bounds() {
+        let local = [
+            (AWS_ENDPOINT_URL, "http://127.0.0.1:8000"),
+            (AWS_REGION, "eu-west-1"),
+            (AWS_ACCESS_KEY_ID, "test"),
+            (AWS_SECRET_ACCESS_KEY, "test"),
+        ];
+        let sdk = built(&local).await;
+        let timeouts = sdk.timeout_config().expect("timeouts");
+        assert_eq!(
+            ms(timeouts.operation_timeout()),
+            Some(DEFAULT_AWS_OPERATION_TIMEOUT_MS.into())
+        );
+        assert_eq!(
+            ms(timeouts.operation_attempt_timeout()),
+            Some(DEFAULT_AWS_ATTEMPT_TIMEOUT_MS.into())
+        );
+        assert_eq!(
+            sdk.retry_config().map(|r| r.max_attempts()),
+            Some(DEFAULT_AWS_MAX_ATTEMPTS)
+        );
+        assert_eq!(sdk.endpoint_url(), Some("http://127.0.0.1:8000"));
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
+
+        // A lookup's bounds are taken, and refused out of range.
+        let mut tight = local.to_vec();
+        tight.push(("AWS_OPERATION_TIMEOUT_MS", "1000"));
+        let sdk = built(&tight).await;
+        assert_eq!(
+            ms(sdk.timeout_config().and_then(|t| t.operation_timeout())),
+            Some(1000)
+        );
+        let wrong: HashMap<&str, &str> = HashMap::from([("AWS_MAX_ATTEMPTS", "0")]);
+        assert!(matches!(
+            aws_config_from(|k| wrong.get(k).map(|v| v.to_string())).await,
+            Err(BootError::Config(_))
+        ));
+    }
+
+    #[test]
+    fn a_functions_lookup_leaves_where_aws_is_to_the_sdk() {
+        let lookup = env_lookup(Needs {
+            secrets: true,
+            events: true,
+        });
+        for name in [
+            AWS_ENDPOINT_URL,
+            AWS_REGION,
+            AWS_ACCESS_KEY_ID,
+            AWS_SECRET_ACCESS_KEY,
+        ] {
+            assert_eq!(lookup(name), None, "{name}");
+        }
+    }
 }

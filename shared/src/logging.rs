@@ -6,21 +6,27 @@
 //! errors, whatever the setting: at debug or trace those log whole events
 //! and requests, with the bearer JWT, codes, states and completion ids.
 
+use crate::routes::Function;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-/// The targets of this project's crates, whose logs never hold a secret.
-pub const OWN_TARGETS: [&str; 7] = [
-    "miro_connect",
-    "auth_start",
-    "auth_callback",
-    "create_board",
-    "connection",
-    "board_events",
-    "miro_connect_local",
-];
+/// The targets of this project's crates beside the functions': the shared
+/// crate, the local server and the admin tool.
+pub const OTHER_TARGETS: [&str; 3] = ["miro_connect", "miro_connect_local", "miro_connect_admin"];
+
+/// The targets of this project's crates, whose logs never hold a secret:
+/// every function's ([`Function::ALL`], so that none is left out) and
+/// [`OTHER_TARGETS`].
+pub fn own_targets() -> Vec<&'static str> {
+    Function::ALL
+        .iter()
+        .map(|f| f.target())
+        .chain(OTHER_TARGETS)
+        .collect()
+}
 
 /// The filter for a `RUST_LOG` value: a level (`error` … `trace`) for our
 /// own targets, `info` when unset or not a bare level; the runtime at
@@ -31,7 +37,7 @@ pub fn filter(rust_log: Option<&str>) -> EnvFilter {
         .unwrap_or(LevelFilter::INFO);
     // The runtime's info span carries the request id into every line.
     let mut directives = String::from("warn,lambda_runtime=info");
-    for target in OWN_TARGETS {
+    for target in own_targets() {
         directives.push_str(&format!(",{target}={level}"));
     }
     EnvFilter::new(directives)
@@ -57,14 +63,8 @@ pub(crate) fn started() -> Option<Started> {
 pub fn init() {
     let (at, began) = (SystemTime::now(), Instant::now());
     let rust_log = std::env::var("RUST_LOG").ok();
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter(rust_log.as_deref()))
-        .with_current_span(false)
-        .with_span_list(true)
-        .with_target(false)
-        .without_time()
-        .try_init();
+    let _ =
+        tracing::subscriber::set_global_default(subscriber(rust_log.as_deref(), std::io::stdout));
     let _ = STARTED.set(Started {
         at,
         began,
@@ -72,9 +72,89 @@ pub fn init() {
     });
 }
 
+/// What [`init`] installs, writing to `writer`: [`filter`] for `rust_log`,
+/// one JSON object a line.
+pub fn subscriber<W>(rust_log: Option<&str>, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter(rust_log))
+        .with_current_span(false)
+        .with_span_list(true)
+        .with_target(false)
+        .without_time()
+        .with_writer(writer)
+        .finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// The lines a [`subscriber`] wrote while `log` ran on this thread.
+    fn lines_written(rust_log: Option<&str>, log: impl FnOnce()) -> Vec<serde_json::Value> {
+        let buffer = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = buffer.clone();
+        let writer = move || Sink(sink.clone());
+        tracing::subscriber::with_default(subscriber(rust_log, writer), log);
+        let bytes = buffer.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+            .collect()
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn functions_in(lines: &[serde_json::Value]) -> Vec<String> {
+        lines
+            .iter()
+            .filter_map(|l| l["fields"]["function"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn every_functions_info_line_reaches_its_log() {
+        let all: Vec<String> = Function::ALL.iter().map(|f| f.name().into()).collect();
+        // Unset (the template sets none) and set to the default alike.
+        for rust_log in [None, Some("info"), Some("debug")] {
+            let lines = lines_written(rust_log, || {
+                for f in Function::ALL {
+                    f.log_info();
+                }
+            });
+            assert_eq!(functions_in(&lines), all, "RUST_LOG={rust_log:?}");
+            assert!(lines.iter().all(|l| l["level"] == "INFO"), "{lines:?}");
+        }
+        // The filter does keep lines out: a level above info, or a crate not ours.
+        let lines = lines_written(Some("warn"), || {
+            for f in Function::ALL {
+                f.log_info();
+            }
+        });
+        assert!(lines.is_empty(), "{lines:?}");
+        let lines = lines_written(None, || {
+            tracing::info!(target: "hyper", function = "hyper", "report");
+            tracing::warn!(target: "hyper", function = "hyper-warning", "report");
+        });
+        assert_eq!(functions_in(&lines), ["hyper-warning"]);
+    }
 
     #[test]
     fn no_setting_opens_the_runtime_or_the_sdks_below_warn() {
@@ -92,7 +172,7 @@ mod tests {
             for d in directives {
                 let target = d.split('=').next().unwrap_or_default();
                 assert!(
-                    d == "warn" || d == "lambda_runtime=info" || OWN_TARGETS.contains(&target),
+                    d == "warn" || d == "lambda_runtime=info" || own_targets().contains(&target),
                     "{setting:?} opened {d}"
                 );
             }

@@ -283,7 +283,7 @@ async fn with_ten_thousand_connections_the_sweep_reads_only_the_fifty_due() {
     ))
     .await
     .expect("proxy");
-    let client = crate::storage_faults::proxied_client(&app.service.config, &proxy).await;
+    let client = crate::storage_faults::proxied_client(&app.settings, &proxy).await;
     let proxied = Arc::new(miro_connect::store::dynamo::DynamoStore::new(
         client,
         app.table.clone(),

@@ -1,12 +1,12 @@
 //! One list of Lambda functions and one of routes
-//! (`miro_connect::routes::{FUNCTIONS, ROUTES}`), and everything else that
+//! (`miro_connect::routes::{Function, ROUTES}`), and everything else that
 //! names them held to it: the workspace's members and `cargo lambda watch`'s
 //! router (`Cargo.toml`), `functions/`, the release build (`infra/build`),
 //! the benchmark (`bench/run`, `bench/src`), the local Lambda stack
 //! (`local/lambda-stack`) and the template's functions and route targets.
 //! Each fails on a name that is not in the list and on one that is missing.
 
-use miro_connect::routes::{FUNCTIONS, ROUTES};
+use miro_connect::routes::{Function, ROUTES};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use yaml_rust2::YamlLoader;
@@ -23,7 +23,11 @@ fn read(path: &str) -> String {
 }
 
 fn the_functions() -> BTreeSet<String> {
-    FUNCTIONS.iter().map(|f| f.to_string()).collect()
+    names().iter().map(|f| f.to_string()).collect()
+}
+
+fn names() -> Vec<&'static str> {
+    Function::ALL.iter().map(|f| f.name()).collect()
 }
 
 /// `names` must be exactly the functions: says what is extra and what is missing.
@@ -33,7 +37,7 @@ fn assert_exactly_the_functions(what: &str, names: &BTreeSet<String>) {
     let missing: Vec<_> = all.difference(names).collect();
     assert!(
         extra.is_empty() && missing.is_empty(),
-        "{what}: names {extra:?}, which routes::FUNCTIONS does not list, and misses {missing:?}"
+        "{what}: names {extra:?}, which routes::Function does not list, and misses {missing:?}"
     );
 }
 
@@ -171,13 +175,20 @@ fn the_workspace_has_a_crate_for_each_function_and_the_watch_router_serves_the_r
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert_exactly_the_functions("the directories under functions/", &dirs);
-    for f in FUNCTIONS {
+    for f in Function::ALL {
         let crate_manifest = read(&format!("functions/{f}/Cargo.toml"));
         assert!(
             crate_manifest
                 .lines()
                 .any(|l| l.trim() == format!("name = \"{f}\"")),
             "functions/{f} is the package {f} (its binary, the Lambda's)"
+        );
+        // Its library keeps Cargo's default name, the target its log lines
+        // carry and the log filter lets through (`Function::target`).
+        assert!(
+            toml_section(&crate_manifest, "lib").is_empty(),
+            "functions/{f} renames its library: its logs would not be {}'s",
+            f.target()
         );
     }
 
@@ -195,7 +206,7 @@ fn the_workspace_has_a_crate_for_each_function_and_the_watch_router_serves_the_r
             .collect();
     let routes: BTreeMap<String, String> = ROUTES
         .iter()
-        .map(|r| (r.path.to_string(), r.function.to_string()))
+        .map(|r| (r.path.to_string(), r.function.name().to_string()))
         .collect();
     assert_eq!(
         router, routes,
@@ -221,18 +232,18 @@ fn the_benchmark_takes_its_functions_from_the_list() {
     let mut uses_the_list = false;
     for file in files {
         let text = std::fs::read_to_string(&file).expect("read");
-        uses_the_list |= text.contains("FUNCTIONS") && text.contains("ROUTES");
+        uses_the_list |= text.contains("Function::ALL") && text.contains("ROUTES");
         // Every string literal, whole: a function named by hand is one.
         let literals = text.split('"').skip(1).step_by(2);
         for literal in literals {
             assert!(
-                !FUNCTIONS.contains(&literal),
-                "{} names the function {literal:?}: take it from routes::FUNCTIONS or ROUTES",
+                !names().contains(&literal),
+                "{} names the function {literal:?}: take it from routes::Function or ROUTES",
                 file.display()
             );
         }
     }
-    assert!(uses_the_list, "the benchmark runs routes::FUNCTIONS");
+    assert!(uses_the_list, "the benchmark runs routes::Function::ALL");
 }
 
 #[test]
@@ -287,7 +298,7 @@ fn the_template_deploys_each_function_behind_its_routes() {
             .iter()
             .find(|r| r.method == method && r.path == path)
             .unwrap_or_else(|| panic!("the template routes {key}, which routes::ROUTES lacks"));
-        assert_eq!(function, listed.function, "{key}");
+        assert_eq!(function, listed.function.name(), "{key}");
         deployed.insert(key.to_string());
     }
     for r in ROUTES {
@@ -299,14 +310,15 @@ fn the_template_deploys_each_function_behind_its_routes() {
 /// The checks themselves: a name too many, or one too few, is found.
 #[test]
 fn the_script_check_sees_an_extra_and_a_missing_function() {
-    let all = FUNCTIONS.join(" -p ");
+    let names = names();
+    let all = names.join(" -p ");
     let (packages, _) = script_names(&format!(
         "# cargo build -p commented-out\ncargo build -q \\\n  -p {all} --bin extra-fn --bin \"$f\"\n"
     ));
     assert!(packages.contains("extra-fn") && !packages.contains("commented-out"));
     assert!(!packages.iter().any(|p| p.starts_with('$')), "{packages:?}");
-    let missing: BTreeSet<String> = FUNCTIONS[1..].iter().map(|f| f.to_string()).collect();
-    let (_, array) = script_names(&format!("FUNCTIONS=({})\n", FUNCTIONS[1..].join(" ")));
+    let missing: BTreeSet<String> = names[1..].iter().map(|f| f.to_string()).collect();
+    let (_, array) = script_names(&format!("FUNCTIONS=({})\n", names[1..].join(" ")));
     assert_eq!(array, Some(missing.clone()));
     for names in [packages, missing] {
         let result = std::panic::catch_unwind(|| assert_exactly_the_functions("x", &names));

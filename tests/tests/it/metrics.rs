@@ -7,6 +7,7 @@
 use crate::support::{completion_from, query_value, TestApp};
 use lambda_http::http::{Method, StatusCode};
 use miro_connect::metrics::{Metric, CALLS, FUNCTION, NAMESPACE, OPERATIONS, REFRESH_FAILURES};
+use miro_connect::routes::Function;
 use miro_emulator::EmulatorConfig;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -73,7 +74,7 @@ fn parse(line: &str) -> Point {
     assert_eq!(root.len(), 2 + dimensions.len(), "{line}");
     for (key, value) in &dimensions {
         let allowed: Vec<&str> = match (key.as_str(), metric) {
-            ("Function", _) => vec!["create-board"],
+            ("Function", _) => vec![Function::CreateBoard.name()],
             ("Call", _) => CALLS.to_vec(),
             ("Operation", _) => OPERATIONS.to_vec(),
             ("Reason", Metric::TokenRefreshFailures) => REFRESH_FAILURES.to_vec(),
@@ -136,7 +137,7 @@ async fn flows_write_valid_emf_with_documented_names_and_nothing_secret() {
     .await;
     let mut secrets = Vec::new();
 
-    let ((), lines) = miro_connect::metrics::capture("create-board", async {
+    let ((), lines) = miro_connect::metrics::capture(Function::CreateBoard.name(), async {
         connect(&app, &owner, &mut secrets).await;
         // A board with a member: created, and the member invited.
         let body = serde_json::json!({

@@ -4,7 +4,9 @@
 //! code). At trace level the runtime, hyper and the AWS SDK would log whole
 //! events and requests; whatever `RUST_LOG` says, none of them may write a
 //! code, a state, a completion id, a flow secret, the caller's JWT, a
-//! cookie, a token, the client secret or a sealing key.
+//! cookie, a token, the client secret or a sealing key. And at the level a
+//! deployment logs at (`RUST_LOG` unset), the keep-alive's report reaches
+//! its log.
 
 use crate::support::{query_value, TestApp, REDIRECT_URI, RETURN_TO};
 use axum::body::Bytes;
@@ -13,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use miro_connect::routes::Function;
 use serde_json::{json, Value};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -33,6 +36,7 @@ enum Answer {
 }
 
 struct RuntimeApi {
+    function: Function,
     events: Mutex<mpsc::Receiver<(String, Value)>>,
     answers: mpsc::Sender<(String, Answer)>,
 }
@@ -47,10 +51,11 @@ struct Runtime {
 }
 
 impl Runtime {
-    async fn start() -> Self {
+    async fn start(function: Function) -> Self {
         let (events_tx, events_rx) = mpsc::channel(4);
         let (answers_tx, answers_rx) = mpsc::channel(4);
         let api = Arc::new(RuntimeApi {
+            function,
             events: Mutex::new(events_rx),
             answers: answers_tx,
         });
@@ -112,7 +117,10 @@ async fn next(State(api): State<Arc<RuntimeApi>>) -> Response {
         ("lambda-runtime-deadline-ms", deadline.to_string()),
         (
             "lambda-runtime-invoked-function-arn",
-            "arn:aws:lambda:us-east-1:000000000000:function:auth-callback".into(),
+            format!(
+                "arn:aws:lambda:us-east-1:000000000000:function:{}",
+                api.function
+            ),
         ),
         (
             "lambda-runtime-trace-id",
@@ -214,26 +222,94 @@ fn drain(
     })
 }
 
-/// The real `auth-callback` binary, built as the tree is now.
-async fn auth_callback_binary() -> std::path::PathBuf {
+/// The real binary of `function`, built as the tree is now.
+async fn function_binary(function: Function) -> std::path::PathBuf {
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut build = tokio::process::Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "auth-callback"])
+        .args(["build", "-q", "-p", function.name()])
         .current_dir(&workspace)
         .kill_on_drop(true)
         .spawn()
         .expect("cargo build");
     let built = tokio::time::timeout(BUILD, build.wait())
         .await
-        .expect("auth-callback built in time")
+        .unwrap_or_else(|_| panic!("{function} built in time"))
         .expect("cargo build ran");
-    assert!(built.success(), "building auth-callback failed");
+    assert!(built.success(), "building {function} failed");
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| workspace.join("target"));
-    let binary = target.join("debug").join("auth-callback");
+    let binary = target.join("debug").join(function.name());
     assert!(binary.exists(), "{}", binary.display());
     binary
+}
+
+/// A function process under a [`Runtime`]; killed when dropped.
+struct Running {
+    child: tokio::process::Child,
+    /// Its stdout and stderr, as read so far.
+    output: Arc<std::sync::Mutex<Vec<u8>>>,
+    readers: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl Running {
+    /// `binary` as Lambda runs `function`: `env`, then the runtime's own variables.
+    fn spawn(
+        binary: &std::path::Path,
+        function: Function,
+        env: Vec<(String, String)>,
+        runtime: &Runtime,
+    ) -> Self {
+        let name = function.name();
+        let log_group = format!("/aws/lambda/{name}");
+        let output = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut child = tokio::process::Command::new(binary)
+            .env_clear()
+            .envs(env)
+            .envs([
+                ("AWS_LAMBDA_RUNTIME_API", runtime.addr.as_str()),
+                ("AWS_LAMBDA_FUNCTION_NAME", name),
+                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+                ("AWS_LAMBDA_FUNCTION_VERSION", "1"),
+                (
+                    "AWS_LAMBDA_LOG_STREAM_NAME",
+                    "2025/01/01/[1]00000000000000000000000000000000",
+                ),
+                ("AWS_LAMBDA_LOG_GROUP_NAME", log_group.as_str()),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let readers = [
+            drain(child.stdout.take().expect("stdout"), output.clone()),
+            drain(child.stderr.take().expect("stderr"), output.clone()),
+        ];
+        Self {
+            child,
+            output,
+            readers,
+        }
+    }
+
+    /// Stops the function (it is waiting for its next event) and the
+    /// runtime; all the function wrote.
+    async fn stop(mut self, runtime: Runtime) -> String {
+        self.child.start_kill().expect("kill the function");
+        let _ = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("the function stopped in time");
+        for reader in self.readers {
+            let _ = tokio::time::timeout(WAIT, reader)
+                .await
+                .expect("its output was read to the end");
+        }
+        runtime.server.abort();
+        let logs = String::from_utf8_lossy(&self.output.lock().expect("lock")).into_owned();
+        logs
+    }
 }
 
 fn status_of(answer: &Value) -> u64 {
@@ -250,36 +326,12 @@ fn header<'a>(answer: &'a Value, name: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn trace_logging_through_the_lambda_runtime_leaks_no_secret() {
-    let binary = auth_callback_binary().await;
+    let binary = function_binary(Function::AuthCallback).await;
     let app = TestApp::new().await;
-    let mut runtime = Runtime::start().await;
-
-    let output = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut child = tokio::process::Command::new(&binary)
-        .env_clear()
-        .envs(app.lambda_env())
-        .envs([
-            ("RUST_LOG", "trace"),
-            ("AWS_LAMBDA_RUNTIME_API", runtime.addr.as_str()),
-            ("AWS_LAMBDA_FUNCTION_NAME", "auth-callback"),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
-            ("AWS_LAMBDA_FUNCTION_VERSION", "1"),
-            (
-                "AWS_LAMBDA_LOG_STREAM_NAME",
-                "2025/01/01/[1]00000000000000000000000000000000",
-            ),
-            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/auth-callback"),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn auth-callback");
-    let readers = [
-        drain(child.stdout.take().expect("stdout"), output.clone()),
-        drain(child.stderr.take().expect("stderr"), output.clone()),
-    ];
+    let mut runtime = Runtime::start(Function::AuthCallback).await;
+    let mut env = app.lambda_env();
+    env.push(("RUST_LOG".into(), "trace".into()));
+    let function = Running::spawn(&binary, Function::AuthCallback, env, &runtime);
 
     // A real flow: started in-process, consent at the emulator, then Miro's
     // redirect and the completion through the binary.
@@ -348,18 +400,7 @@ async fn trace_logging_through_the_lambda_runtime_leaks_no_secret() {
         .emulator
         .access_token_works(connection.access_token.expose()));
 
-    // Stop the function (it is waiting for its next event), then read all it wrote.
-    child.start_kill().expect("kill auth-callback");
-    let _ = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("auth-callback stopped in time");
-    for reader in readers {
-        let _ = tokio::time::timeout(WAIT, reader)
-            .await
-            .expect("its output was read to the end");
-    }
-    runtime.server.abort();
-    let logs = String::from_utf8_lossy(&output.lock().expect("lock")).into_owned();
+    let logs = function.stop(runtime).await;
 
     assert!(
         logs.lines().any(|l| l.trim_start().starts_with('{')),
@@ -406,4 +447,42 @@ async fn trace_logging_through_the_lambda_runtime_leaks_no_secret() {
             "{what} reached the function's output at RUST_LOG=trace"
         );
     }
+}
+
+#[tokio::test]
+async fn the_keep_alive_report_reaches_its_log_at_the_deployed_level() {
+    let binary = function_binary(Function::KeepAlive).await;
+    let app = TestApp::new().await;
+    let mut runtime = Runtime::start(Function::KeepAlive).await;
+    // As deployed: the template sets no RUST_LOG.
+    let env: Vec<(String, String)> = app
+        .lambda_env()
+        .into_iter()
+        .filter(|(k, _)| k != "RUST_LOG")
+        .collect();
+    let function = Running::spawn(&binary, Function::KeepAlive, env, &runtime);
+
+    // The scheduler's event; the fresh table has nothing due.
+    let report = runtime
+        .invoke(json!({ "source": "aws.scheduler", "detail-type": "Scheduled Event" }))
+        .await;
+    assert_eq!(report["due"], 0, "{report}");
+    let logs = function.stop(runtime).await;
+
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let line = |message: &str| {
+        lines
+            .iter()
+            .find(|l| l["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no `{message}` line in the keep-alive's log: {logs}"))
+    };
+    let done = line("sweep done");
+    assert_eq!(done["level"], "INFO", "{done}");
+    assert_eq!(done["fields"]["due"], 0, "{done}");
+    assert_eq!(done["fields"]["errors"], 0, "{done}");
+    // The shared crate's line at init, through the same filter.
+    assert_eq!(line("cold start")["level"], "INFO");
 }

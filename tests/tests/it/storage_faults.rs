@@ -12,8 +12,8 @@
 //! slow DynamoDB Local during setup can never decide an outcome.
 
 use crate::support::{
-    completion_from, dynamo_client, emulator_config, fresh_table, init_logs, request, route,
-    service_with, settings, test_sealer, Backend, Reply,
+    aws_config_at, completion_from, dynamo_client, emulator_config, fresh_table, init_logs,
+    request, route, service_with, settings, test_sealer, Backend, Reply,
 };
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::config::retry::{RetryPartition, TokenBucket};
@@ -26,6 +26,7 @@ use miro_connect::config::Config;
 use miro_connect::domain::ConnectionKey;
 use miro_connect::events::{Outcome, OutcomePublisher, PublishError};
 use miro_connect::identity::AppUser;
+use miro_connect::routes::Function;
 use miro_connect::store::dynamo::DynamoStore;
 use miro_connect::store::ConnectionStore;
 use miro_connect::Service;
@@ -112,7 +113,7 @@ impl Deployment {
             under_test.insert(k.to_string(), v.to_string());
         }
         let config = Config::from_lookup(|k| under_test.get(k).cloned()).expect("config");
-        let client = proxied_client(&config, &proxy).await;
+        let client = proxied_client(&under_test, &proxy).await;
         let proxied = Arc::new(DynamoStore::new(client, table.clone(), sealer));
         let service = service_with(&under_test, proxied.clone(), clock.clone());
         Self {
@@ -268,23 +269,19 @@ impl Deployment {
     }
 }
 
-/// A DynamoDB client as a function builds one (the deployment's bounds on
-/// the SDK config), pointed at the proxy. Its retry partition is its own:
+/// A DynamoDB client as a function builds one (the deployment's bounds from
+/// its `settings`), pointed at the proxy. Its retry partition is its own:
 /// the SDK's retry quota is otherwise shared by every DynamoDB client in the
 /// process, and other tests' faults must not decide how often this one retries.
-pub(crate) async fn proxied_client(config: &Config, proxy: &FaultProxy) -> DynamoClient {
-    let sdk = config
-        .aws_limits
-        .apply(
-            aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .endpoint_url(proxy.url())
-                .region(aws_config::Region::new("us-east-1"))
-                .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                    "test", "test", None, None, "tests",
-                )),
-        )
-        .load()
-        .await;
+pub(crate) async fn proxied_client(
+    settings: &HashMap<String, String>,
+    proxy: &FaultProxy,
+) -> DynamoClient {
+    let settings: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let sdk = aws_config_at(&proxy.url(), &settings).await;
     let partition = RetryPartition::custom(format!("storage-faults-{}", uuid::Uuid::new_v4()))
         .token_bucket(TokenBucket::default())
         .build();
@@ -749,7 +746,7 @@ async fn secrets_manager_frozen_at_cold_start_fails_init_fast() {
     // The real create-board Lambda binary, built as it is now.
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let built = tokio::process::Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "create-board"])
+        .args(["build", "-q", "-p", Function::CreateBoard.name()])
         .current_dir(&workspace)
         .status()
         .await
@@ -758,7 +755,7 @@ async fn secrets_manager_frozen_at_cold_start_fails_init_fast() {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| workspace.join("target"));
-    let binary = target.join("debug").join("create-board");
+    let binary = target.join("debug").join(Function::CreateBoard.name());
     assert!(binary.exists(), "{}", binary.display());
 
     let emulator = Emulator::start(emulator_config()).await.expect("emulator");

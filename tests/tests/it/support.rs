@@ -41,15 +41,25 @@ fn endpoint(backend: Backend) -> String {
     })
 }
 
-pub async fn aws_config(backend: Backend) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint(backend))
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .load()
+/// The AWS configuration of a server at `url` (a backend, a fault proxy),
+/// built as the functions build theirs: their AWS bounds, or the ones
+/// `settings` give.
+pub async fn aws_config_at(url: &str, settings: &[(&str, &str)]) -> aws_config::SdkConfig {
+    use miro_connect::bootstrap as boot;
+    let mut all: HashMap<&str, &str> = HashMap::from([
+        (boot::AWS_ENDPOINT_URL, url),
+        (boot::AWS_REGION, "us-east-1"),
+        (boot::AWS_ACCESS_KEY_ID, "test"),
+        (boot::AWS_SECRET_ACCESS_KEY, "test"),
+    ]);
+    all.extend(settings.iter().copied());
+    boot::aws_config_from(|k| all.get(k).map(|v| v.to_string()))
         .await
+        .expect("AWS settings")
+}
+
+pub async fn aws_config(backend: Backend) -> aws_config::SdkConfig {
+    aws_config_at(&endpoint(backend), &[]).await
 }
 
 pub async fn dynamo_client(backend: Backend) -> DynamoClient {
@@ -461,7 +471,7 @@ pub async fn consent_with(authorize_url: &str, form: &[(&str, &str)]) -> String 
 /// path's parameters). A method the path does not take still reaches its
 /// function, which must refuse it.
 pub async fn route(service: &Service, req: Request) -> Response<Body> {
-    use miro_connect::routes::ROUTES;
+    use miro_connect::routes::{Function, ROUTES};
     let path = req.uri().path().to_string();
     let matched = ROUTES
         .iter()
@@ -476,11 +486,13 @@ pub async fn route(service: &Service, req: Request) -> Response<Body> {
         .collect();
     let req = req.with_path_parameters(params);
     let result = match route.function {
-        "auth-start" => auth_start::handle(service, req).await,
-        "auth-callback" => auth_callback::handle(service, req).await,
-        "create-board" => create_board::handle(service, req).await,
-        "connection" => connection::handle(service, req).await,
-        other => panic!("no function {other}"),
+        Function::AuthStart => auth_start::handle(service, req).await,
+        Function::AuthCallback => auth_callback::handle(service, req).await,
+        Function::CreateBoard => create_board::handle(service, req).await,
+        Function::Connection => connection::handle(service, req).await,
+        other @ (Function::BoardEvents | Function::KeepAlive) => {
+            panic!("{other} serves no route")
+        }
     };
     result.expect("handlers answer every request")
 }

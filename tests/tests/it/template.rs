@@ -2,6 +2,7 @@
 //! same way, and gets exactly the environment it reads (no more, no less).
 
 use miro_connect::bootstrap::Needs;
+use miro_connect::routes::Function;
 use std::collections::BTreeSet;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -23,25 +24,27 @@ fn keys(y: &Yaml) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Each function crate and what it declares it reads.
-fn functions() -> Vec<(&'static str, Needs)> {
-    vec![
-        ("auth-start", auth_start::NEEDS),
-        ("auth-callback", auth_callback::NEEDS),
-        ("create-board", create_board::NEEDS),
-        ("connection", connection::NEEDS),
-        ("board-events", board_events::NEEDS),
-        ("keep-alive", keep_alive::NEEDS),
-    ]
+/// What each function crate declares it reads (no wildcard: a function
+/// added to `Function` must be placed here).
+fn needs(f: Function) -> Needs {
+    match f {
+        Function::AuthStart => auth_start::NEEDS,
+        Function::AuthCallback => auth_callback::NEEDS,
+        Function::CreateBoard => create_board::NEEDS,
+        Function::Connection => connection::NEEDS,
+        Function::BoardEvents => board_events::NEEDS,
+        Function::KeepAlive => keep_alive::NEEDS,
+    }
 }
 
-#[test]
-fn this_file_lists_the_functions_of_routes_rs() {
-    let all: BTreeSet<&str> = miro_connect::routes::FUNCTIONS.into_iter().collect();
-    let here: BTreeSet<&str> = functions().into_iter().map(|(f, _)| f).collect();
-    assert_eq!(here, all, "functions()");
-    let here: BTreeSet<&str> = ITEM_KINDS.iter().map(|(f, _)| *f).collect();
-    assert_eq!(here, all, "ITEM_KINDS");
+/// The function a template resource builds.
+fn built(binary: &str, resource: &str) -> Function {
+    Function::named(binary)
+        .unwrap_or_else(|| panic!("{resource} builds {binary}, which is no function crate"))
+}
+
+fn every_function() -> BTreeSet<String> {
+    Function::ALL.iter().map(|f| f.name().to_string()).collect()
 }
 
 #[test]
@@ -66,10 +69,7 @@ fn every_function_gets_exactly_the_environment_it_reads() {
         let binary = resource["Metadata"]["BuildProperties"]["Binary"]
             .as_str()
             .expect("binary");
-        let (_, needs) = functions()
-            .into_iter()
-            .find(|(b, _)| *b == binary)
-            .unwrap_or_else(|| panic!("{name} builds {binary}, which is no function crate"));
+        let needs = needs(built(binary, name));
         seen.insert(binary.to_string());
 
         let env: BTreeSet<String> = global_env
@@ -91,8 +91,7 @@ fn every_function_gets_exactly_the_environment_it_reads() {
             );
         }
     }
-    let all: BTreeSet<String> = functions().iter().map(|(b, _)| b.to_string()).collect();
-    assert_eq!(seen, all, "every function crate is deployed");
+    assert_eq!(seen, every_function(), "every function crate is deployed");
 }
 
 #[test]
@@ -105,11 +104,7 @@ fn only_functions_that_use_the_secret_may_read_it() {
         let binary = resource["Metadata"]["BuildProperties"]["Binary"]
             .as_str()
             .expect("binary");
-        let needs = functions()
-            .into_iter()
-            .find(|(b, _)| *b == binary)
-            .expect("known")
-            .1;
+        let needs = needs(built(binary, name.as_str().unwrap_or_default()));
         let actions: BTreeSet<String> = resource["Properties"]["Policies"]
             .as_vec()
             .into_iter()
@@ -435,22 +430,18 @@ fn the_queue_takes_messages_only_from_the_rule() {
 // ---- Least privilege by key ----
 
 /// The item kinds (partition key prefixes) each function may touch.
-const ITEM_KINDS: &[(&str, &[&str])] = &[
-    ("auth-start", &["AUTHZ#", "FLOWS#"]),
-    // BREAKER is the refresh breaker's one item: every function that refreshes.
-    (
-        "auth-callback",
-        &["AUTHZ#", "FLOWS#", "DONE#", "CONN#", "BREAKER"],
-    ),
-    (
-        "create-board",
-        &["AUTHZ#", "FLOWS#", "CONN#", "IDEM#", "BREAKER"],
-    ),
-    ("connection", &["CONN#"]),
-    ("board-events", &["CONN#", "IDEM#", "BREAKER"]),
-    // SWEEP# is the sweep index's partition key (the day connections fall due).
-    ("keep-alive", &["CONN#", "SWEEP#", "BREAKER"]),
-];
+// BREAKER is the refresh breaker's one item: every function that refreshes.
+fn item_kinds(f: Function) -> &'static [&'static str] {
+    match f {
+        Function::AuthStart => &["AUTHZ#", "FLOWS#"],
+        Function::AuthCallback => &["AUTHZ#", "FLOWS#", "DONE#", "CONN#", "BREAKER"],
+        Function::CreateBoard => &["AUTHZ#", "FLOWS#", "CONN#", "IDEM#", "BREAKER"],
+        Function::Connection => &["CONN#"],
+        Function::BoardEvents => &["CONN#", "IDEM#", "BREAKER"],
+        // SWEEP# is the sweep index's partition key (the day connections fall due).
+        Function::KeepAlive => &["CONN#", "SWEEP#", "BREAKER"],
+    }
+}
 
 fn statements_of(function: &Yaml) -> impl Iterator<Item = &Yaml> {
     function["Properties"]["Policies"]
@@ -469,10 +460,7 @@ fn every_role_reaches_only_the_item_kinds_it_uses() {
         let binary = f["Metadata"]["BuildProperties"]["Binary"]
             .as_str()
             .expect("binary");
-        let (_, kinds) = ITEM_KINDS
-            .iter()
-            .find(|(b, _)| *b == binary)
-            .unwrap_or_else(|| panic!("{binary} is not in the table"));
+        let kinds = item_kinds(built(binary, &name));
         seen.insert(binary);
         let want: BTreeSet<String> = kinds.iter().map(|k| format!("{k}*")).collect();
 
@@ -559,8 +547,8 @@ fn every_role_reaches_only_the_item_kinds_it_uses() {
             "{name}: single-item and one-partition actions only (LeadingKeys bounds them): {actions:?}"
         );
     }
-    let all: BTreeSet<&str> = ITEM_KINDS.iter().map(|(b, _)| *b).collect();
-    assert_eq!(seen, all, "every function is in the table");
+    let seen: BTreeSet<String> = seen.into_iter().map(str::to_string).collect();
+    assert_eq!(seen, every_function(), "every function is in the table");
 }
 
 // ---- Tracing, metrics, dashboard ----
