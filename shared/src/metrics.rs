@@ -13,8 +13,9 @@
 //!
 //! What a line may carry is closed: the metric is a [`Metric`], a dimension
 //! a [`Dimension`] whose value is a `&'static str` (a call name, an error
-//! code, a DynamoDB operation: never request data, so never a user id, an
-//! email or a token), and the function's name from `AWS_LAMBDA_FUNCTION_NAME`.
+//! code, a DynamoDB operation, a sealing key's id from the ring
+//! ([`key_id`]): never request data, so never a user id, an email or a
+//! token), and the function's name from `AWS_LAMBDA_FUNCTION_NAME`.
 //! Outside Lambda (that variable unset) nothing is written, unless a test
 //! captures the lines ([`capture`]).
 
@@ -62,6 +63,12 @@ pub enum Metric {
     LifecyclePublished,
     /// A connection lifecycle event that could not be published.
     LifecyclePublishFailed,
+    /// Key retirement: connections still sealed under a key other than the
+    /// newest, by `Key` (its id), as each keep-alive run counts them.
+    SealedUnderKey,
+    /// Key retirement: connections sealed under keys the ring no longer
+    /// has (unreadable until the key is put back; alarmed).
+    SealedUnderMissingKey,
 }
 
 /// The unit of a metric, as CloudWatch spells it.
@@ -89,6 +96,8 @@ pub enum Dimension {
     Call,
     /// One of [`OPERATIONS`].
     Operation,
+    /// A sealing key's id ([`key_id`]).
+    Key,
 }
 
 impl Dimension {
@@ -97,6 +106,7 @@ impl Dimension {
             Dimension::Reason => "Reason",
             Dimension::Call => "Call",
             Dimension::Operation => "Operation",
+            Dimension::Key => "Key",
         }
     }
 }
@@ -126,7 +136,7 @@ pub const OPERATIONS: [&str; 5] = ["GetItem", "PutItem", "UpdateItem", "DeleteIt
 pub const REFRESH_FAILURES: [&str; 2] = ["dead", "transient"];
 
 impl Metric {
-    pub const ALL: [Metric; 14] = [
+    pub const ALL: [Metric; 16] = [
         Metric::BoardsCreated,
         Metric::BoardsFailed,
         Metric::TokenRefreshes,
@@ -141,6 +151,8 @@ impl Metric {
         Metric::KeepAliveErrors,
         Metric::LifecyclePublished,
         Metric::LifecyclePublishFailed,
+        Metric::SealedUnderKey,
+        Metric::SealedUnderMissingKey,
     ];
 
     pub fn name(self) -> &'static str {
@@ -159,6 +171,8 @@ impl Metric {
             Metric::KeepAliveErrors => "KeepAliveErrors",
             Metric::LifecyclePublished => "LifecyclePublished",
             Metric::LifecyclePublishFailed => "LifecyclePublishFailed",
+            Metric::SealedUnderKey => "SealedUnderKey",
+            Metric::SealedUnderMissingKey => "SealedUnderMissingKey",
         }
     }
 
@@ -176,9 +190,42 @@ impl Metric {
             Metric::BoardsFailed | Metric::TokenRefreshFailures => &[Dimension::Reason],
             Metric::MiroRateLimited | Metric::MiroLatency => &[Dimension::Call],
             Metric::DynamoDbLatency => &[Dimension::Operation],
+            Metric::SealedUnderKey => &[Dimension::Key],
             _ => &[],
         }
     }
+}
+
+/// The most key ids [`key_id`] keeps: a ring holds a few, the summary
+/// every one a deployment ever had.
+const MAX_KEY_IDS: usize = 64;
+
+/// A sealing key's id as a dimension value. Key ids come from the
+/// operator's key ring (letters and digits, checked when the ring is read),
+/// never from a request; each distinct one is kept for the process's life,
+/// at most [`MAX_KEY_IDS`] of them (then `other`). `?` stands for
+/// connections whose key was not recorded; anything else is `invalid`.
+pub fn key_id(id: &str) -> &'static str {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static IDS: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let valid = id == "?"
+        || (!id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if !valid {
+        return "invalid";
+    }
+    let Ok(mut ids) = IDS.lock() else {
+        return "other";
+    };
+    if let Some(known) = ids.get(id) {
+        return known;
+    }
+    if ids.len() >= MAX_KEY_IDS {
+        return "other";
+    }
+    let kept: &'static str = Box::leak(id.to_string().into_boxed_str());
+    ids.insert(kept);
+    kept
 }
 
 /// Counts `n` of `metric`.
@@ -358,6 +405,17 @@ mod tests {
             Metric::ALL.iter().map(|m| m.name()).collect();
         assert_eq!(names.len(), Metric::ALL.len());
         assert!(!names.contains(FUNCTION));
+    }
+
+    #[test]
+    fn key_ids_are_kept_once_and_only_valid_ones() {
+        let first = key_id("k7");
+        assert_eq!(first, "k7");
+        assert!(std::ptr::eq(first, key_id("k7")), "kept once");
+        assert_eq!(key_id("?"), "?");
+        for bad in ["", "k-1", "a b", &"k".repeat(65)] {
+            assert_eq!(key_id(bad), "invalid", "{bad}");
+        }
     }
 
     #[tokio::test]

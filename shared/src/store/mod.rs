@@ -8,6 +8,7 @@
 //! TTL deletes expired items up to days late.
 
 pub mod dynamo;
+pub mod keys;
 pub mod memory;
 
 use crate::domain::{
@@ -311,8 +312,8 @@ pub trait IdempotencyStore: Send + Sync {
     async fn release(&self, user: &AppUser, key: &str) -> Result<(), StoreError>;
 }
 
-pub trait Store: AuthorizationStore + ConnectionStore + IdempotencyStore {}
-impl<T: AuthorizationStore + ConnectionStore + IdempotencyStore> Store for T {}
+pub trait Store: AuthorizationStore + ConnectionStore + IdempotencyStore + keys::KeyStore {}
+impl<T: AuthorizationStore + ConnectionStore + IdempotencyStore + keys::KeyStore> Store for T {}
 
 pub fn pending_key(state_hash: &str) -> String {
     format!("AUTHZ#{state_hash}")

@@ -435,14 +435,23 @@ fn the_queue_takes_messages_only_from_the_rule() {
 // ---- Least privilege by key ----
 
 /// The item kinds (partition key prefixes) each function may touch.
+/// Every function that seals reads the key summary (KEYRING#) at its cold
+/// start, and registers its sealing key there.
 const ITEM_KINDS: &[(&str, &[&str])] = &[
     ("auth-start", &["AUTHZ#", "FLOWS#"]),
-    ("auth-callback", &["AUTHZ#", "FLOWS#", "DONE#", "CONN#"]),
-    ("create-board", &["AUTHZ#", "FLOWS#", "CONN#", "IDEM#"]),
-    ("connection", &["CONN#"]),
-    ("board-events", &["CONN#", "IDEM#"]),
-    // SWEEP# is the sweep index's partition key (the day connections fall due).
-    ("keep-alive", &["CONN#", "SWEEP#"]),
+    (
+        "auth-callback",
+        &["AUTHZ#", "FLOWS#", "DONE#", "CONN#", "KEYRING#"],
+    ),
+    (
+        "create-board",
+        &["AUTHZ#", "FLOWS#", "CONN#", "IDEM#", "KEYRING#"],
+    ),
+    ("connection", &["CONN#", "KEYRING#"]),
+    ("board-events", &["CONN#", "IDEM#", "KEYRING#"]),
+    // SWEEP# is the sweep index's partition key (the day connections fall
+    // due), SEALED# the sealing-key index's (the key id).
+    ("keep-alive", &["CONN#", "SWEEP#", "SEALED#", "KEYRING#"]),
 ];
 
 fn statements_of(function: &Yaml) -> impl Iterator<Item = &Yaml> {
@@ -467,6 +476,13 @@ fn every_role_reaches_only_the_item_kinds_it_uses() {
             .find(|(b, _)| *b == binary)
             .unwrap_or_else(|| panic!("{binary} is not in the table"));
         seen.insert(binary);
+        // A cold start that seals reads the key summary first (and may
+        // register its key there): exactly the functions that read the secret.
+        let (_, needs) = functions()
+            .into_iter()
+            .find(|(b, _)| *b == binary)
+            .expect("known");
+        assert_eq!(kinds.contains(&"KEYRING#"), needs.secrets, "{name}");
         let want: BTreeSet<String> = kinds.iter().map(|k| format!("{k}*")).collect();
 
         let dynamo: Vec<&Yaml> = statements_of(f)
@@ -479,15 +495,18 @@ fn every_role_reaches_only_the_item_kinds_it_uses() {
         assert_eq!(dynamo.len(), 1, "{name}: one DynamoDB statement");
         let s = dynamo[0];
         assert_eq!(s["Effect"].as_str(), Some("Allow"), "{name}");
-        // The table, and for the sweep its sparse index.
+        // The table, and for the keep-alive its sparse indexes.
         let resources = match &s["Resource"] {
             Yaml::Array(list) => list.iter().filter_map(|r| r.as_str()).collect(),
             other => other.as_str().into_iter().collect::<Vec<_>>(),
         };
-        let want_resources = match kinds.contains(&"SWEEP#") {
-            true => vec!["Table.Arn", "${Table.Arn}/index/sweep"],
-            false => vec!["Table.Arn"],
-        };
+        let mut want_resources = vec!["Table.Arn"];
+        if kinds.contains(&"SWEEP#") {
+            want_resources.push("${Table.Arn}/index/sweep");
+        }
+        if kinds.contains(&"SEALED#") {
+            want_resources.push("${Table.Arn}/index/sealed");
+        }
         assert_eq!(resources, want_resources, "{name}");
         assert_eq!(
             keys(&s["Condition"]),
@@ -626,10 +645,15 @@ fn the_dashboard_and_alarms_show_the_documented_metrics() {
     }
     assert_eq!(
         alarmed,
-        ["KeepAliveErrors", "TokenRefreshFailures", "TokenRefreshes"]
-            .map(String::from)
-            .into(),
-        "the refresh-failure rate and keep-alive errors are alarmed"
+        [
+            "KeepAliveErrors",
+            "SealedUnderMissingKey",
+            "TokenRefreshFailures",
+            "TokenRefreshes"
+        ]
+        .map(String::from)
+        .into(),
+        "the refresh-failure rate, keep-alive errors and connections under a missing key are alarmed"
     );
 }
 
