@@ -66,6 +66,10 @@ pub enum BootError {
     Tls(#[from] rustls::Error),
     #[error("reading the secret {0} failed")]
     Secret(String),
+    /// The ring lacks a key that still seals connections (or the key
+    /// summary could not be read): `Service::check_sealing_keys`.
+    #[error(transparent)]
+    SealingKeys(#[from] crate::service::reseal::KeyRingError),
 }
 
 /// The one HTTP client for Miro: bounded time, no redirects (a token
@@ -130,8 +134,10 @@ pub async fn service_from_env(needs: Needs) -> Result<Service, BootError> {
 }
 
 /// The same, with the AWS configuration for the function's other clients.
+/// Refuses to start without a sealing key that still seals connections
+/// (one read of the key summary: `Service::check_sealing_keys`).
 /// Logs where the cold start's own time went (`cold start` with
-/// `aws_config_us`, `secret_us`, `service_us`, and from the log setup
+/// `aws_config_us`, `secret_us`, `key_check_us`, `service_us`, and from the log setup
 /// `main_unix_us`, `log_us`, `since_main_us`): the benchmark reads it.
 pub async fn aws_and_service_from_env(
     needs: Needs,
@@ -141,6 +147,9 @@ pub async fn aws_and_service_from_env(
     let configured = started.elapsed();
     let (secrets, secret_read) = read_secrets(&aws, needs).await?;
     let service = service_with_secrets(&aws, needs, secrets)?;
+    let checking = std::time::Instant::now();
+    service.check_sealing_keys().await?;
+    let key_check = checking.elapsed();
     let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     let (main_unix_us, since_main_us, log_us) = match crate::logging::started() {
         Some(s) => (
@@ -155,7 +164,12 @@ pub async fn aws_and_service_from_env(
     tracing::info!(
         aws_config_us = micros(configured),
         secret_us = micros(secret_read),
-        service_us = micros(started.elapsed().saturating_sub(configured + secret_read)),
+        key_check_us = micros(key_check),
+        service_us = micros(
+            started
+                .elapsed()
+                .saturating_sub(configured + secret_read + key_check)
+        ),
         main_unix_us,
         since_main_us,
         log_us,
@@ -237,7 +251,9 @@ pub async fn service_with_aws(
     needs: Needs,
 ) -> Result<Service, BootError> {
     let (secrets, _) = read_secrets(aws, needs).await?;
-    service_with_secrets(aws, needs, secrets)
+    let service = service_with_secrets(aws, needs, secrets)?;
+    service.check_sealing_keys().await?;
+    Ok(service)
 }
 
 /// The secret's settings when `MIRO_SECRET_ARN` is set (one call to Secrets

@@ -13,8 +13,9 @@
 //!
 //! What a line may carry is closed: the metric is a [`Metric`], a dimension
 //! a [`Dimension`] whose value is a `&'static str` (a call name, an error
-//! code, a DynamoDB operation: never request data, so never a user id, an
-//! email or a token), and the function's name from `AWS_LAMBDA_FUNCTION_NAME`.
+//! code, a DynamoDB operation, a sealing key's id from the ring
+//! ([`key_id`]): never request data, so never a user id, an email or a
+//! token), and the function's name from `AWS_LAMBDA_FUNCTION_NAME`.
 //! Outside Lambda (that variable unset) nothing is written, unless a test
 //! captures the lines ([`capture`]).
 
@@ -72,6 +73,12 @@ pub enum Metric {
     ConnectionsRetired,
     /// A retired connection made live again (the breaker, or `restore`).
     ConnectionsRestored,
+    /// Key retirement: connections still sealed under a key other than the
+    /// newest, by `Key` (its id), as each keep-alive run counts them.
+    SealedUnderKey,
+    /// Key retirement: connections sealed under keys the ring no longer
+    /// has (unreadable until the key is put back; alarmed).
+    SealedUnderMissingKey,
 }
 
 /// The unit of a metric, as CloudWatch spells it.
@@ -99,6 +106,8 @@ pub enum Dimension {
     Call,
     /// One of [`OPERATIONS`].
     Operation,
+    /// A sealing key's id ([`key_id`]).
+    Key,
 }
 
 impl Dimension {
@@ -107,6 +116,7 @@ impl Dimension {
             Dimension::Reason => "Reason",
             Dimension::Call => "Call",
             Dimension::Operation => "Operation",
+            Dimension::Key => "Key",
         }
     }
 }
@@ -143,7 +153,7 @@ pub const OPERATIONS: [&str; 6] = [
 pub const REFRESH_FAILURES: [&str; 2] = ["dead", "transient"];
 
 impl Metric {
-    pub const ALL: [Metric; 18] = [
+    pub const ALL: [Metric; 20] = [
         Metric::BoardsCreated,
         Metric::BoardsFailed,
         Metric::TokenRefreshes,
@@ -162,6 +172,8 @@ impl Metric {
         Metric::RefreshesHeldBack,
         Metric::ConnectionsRetired,
         Metric::ConnectionsRestored,
+        Metric::SealedUnderKey,
+        Metric::SealedUnderMissingKey,
     ];
 
     pub fn name(self) -> &'static str {
@@ -184,6 +196,8 @@ impl Metric {
             Metric::RefreshesHeldBack => "RefreshesHeldBack",
             Metric::ConnectionsRetired => "ConnectionsRetired",
             Metric::ConnectionsRestored => "ConnectionsRestored",
+            Metric::SealedUnderKey => "SealedUnderKey",
+            Metric::SealedUnderMissingKey => "SealedUnderMissingKey",
         }
     }
 
@@ -201,9 +215,42 @@ impl Metric {
             Metric::BoardsFailed | Metric::TokenRefreshFailures => &[Dimension::Reason],
             Metric::MiroRateLimited | Metric::MiroLatency => &[Dimension::Call],
             Metric::DynamoDbLatency => &[Dimension::Operation],
+            Metric::SealedUnderKey => &[Dimension::Key],
             _ => &[],
         }
     }
+}
+
+/// The most key ids [`key_id`] keeps: a ring holds a few, the summary
+/// every one a deployment ever had.
+const MAX_KEY_IDS: usize = 64;
+
+/// A sealing key's id as a dimension value. Key ids come from the
+/// operator's key ring (letters and digits, checked when the ring is read),
+/// never from a request; each distinct one is kept for the process's life,
+/// at most [`MAX_KEY_IDS`] of them (then `other`). `?` stands for
+/// connections whose key was not recorded; anything else is `invalid`.
+pub fn key_id(id: &str) -> &'static str {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static IDS: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let valid = id == "?"
+        || (!id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if !valid {
+        return "invalid";
+    }
+    let Ok(mut ids) = IDS.lock() else {
+        return "other";
+    };
+    if let Some(known) = ids.get(id) {
+        return known;
+    }
+    if ids.len() >= MAX_KEY_IDS {
+        return "other";
+    }
+    let kept: &'static str = Box::leak(id.to_string().into_boxed_str());
+    ids.insert(kept);
+    kept
 }
 
 /// Counts `n` of `metric`.
@@ -383,6 +430,17 @@ mod tests {
             Metric::ALL.iter().map(|m| m.name()).collect();
         assert_eq!(names.len(), Metric::ALL.len());
         assert!(!names.contains(FUNCTION));
+    }
+
+    #[test]
+    fn key_ids_are_kept_once_and_only_valid_ones() {
+        let first = key_id("k7");
+        assert_eq!(first, "k7");
+        assert!(std::ptr::eq(first, key_id("k7")), "kept once");
+        assert_eq!(key_id("?"), "?");
+        for bad in ["", "k-1", "a b", &"k".repeat(65)] {
+            assert_eq!(key_id(bad), "invalid", "{bad}");
+        }
     }
 
     #[tokio::test]

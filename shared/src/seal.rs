@@ -29,6 +29,8 @@ pub enum SealError {
 pub struct Sealer {
     current: String,
     keys: HashMap<String, Aes256Gcm>,
+    /// The ring's key ids in its order (the sealing one first).
+    order: Vec<String>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -43,6 +45,7 @@ impl Sealer {
     /// `id:base64key[,id:base64key…]`, each key 32 bytes; the first one seals.
     pub fn from_key_ring(ring: &Secret) -> Result<Self, SealError> {
         let mut keys = HashMap::new();
+        let mut order = Vec::new();
         let mut current = None;
         for entry in ring
             .expose()
@@ -64,10 +67,30 @@ impl Sealer {
             if keys.insert(id.to_string(), cipher).is_some() {
                 return Err(SealError::InvalidKeyRing("a key id is repeated"));
             }
+            order.push(id.to_string());
             current.get_or_insert_with(|| id.to_string());
         }
         let current = current.ok_or(SealError::InvalidKeyRing("no key"))?;
-        Ok(Self { current, keys })
+        Ok(Self {
+            current,
+            keys,
+            order,
+        })
+    }
+
+    /// The id of the key new seals use (the ring's first).
+    pub fn current_key_id(&self) -> &str {
+        &self.current
+    }
+
+    /// Every key id of the ring, in its order: the sealing one first.
+    pub fn key_ids(&self) -> &[String] {
+        &self.order
+    }
+
+    /// The id of the key a sealed value names (not whether it opens).
+    pub fn key_id_of(sealed: &str) -> Option<&str> {
+        sealed.split_once('.').map(|(id, _)| id)
     }
 
     /// A fresh key ring entry, for setting up a deployment.
@@ -164,6 +187,9 @@ mod tests {
             .seal("p", &Secret::new("v"))
             .expect("seal")
             .starts_with("k2."));
+        assert_eq!(rotated.current_key_id(), "k2");
+        assert_eq!(rotated.key_ids(), ["k2", "k1"], "the ring's order");
+        assert_eq!(Sealer::key_id_of(&sealed), Some("k1"));
     }
 
     #[test]

@@ -683,7 +683,9 @@ def main() -> int:
                 continue
             binary = resource["Metadata"]["BuildProperties"]["Binary"]
             config = aws["lambda"].get_function_configuration(FunctionName=created[logical_id])
-            stack_env = config.get("Environment", {}).get("Variables", {})
+            # Lambda's variables are strings (CloudFormation gives a Number
+            # parameter's Ref as one); moto keeps such a Ref a number.
+            stack_env = {k: str(v) for k, v in config.get("Environment", {}).get("Variables", {}).items()}
             logging_config = dict(resource["Properties"].get("LoggingConfig", {}))
             if isinstance(logging_config.get("LogGroup"), dict):
                 logging_config["LogGroup"] = created.get(logging_config["LogGroup"].get("Ref"))

@@ -1,13 +1,17 @@
 //! The keep-alive sweep, run on a schedule (EventBridge Scheduler): refreshes
 //! connections whose refresh token ends soon, probes idle ones, removes and
-//! announces the dead ones (`Service::sweep`). It stops well before its
-//! invocation's time is up; what is left is due at the next run.
+//! announces the dead ones (`Service::sweep`); then re-seals connections
+//! still sealed under older keys and counts what each key seals
+//! (`Service::reseal`). It stops well before its invocation's time is up;
+//! what is left is done at the next run.
 
 use lambda_runtime::{Error, LambdaEvent};
 use miro_connect::bootstrap::Needs;
-use miro_connect::metrics::{self, Metric};
+use miro_connect::metrics::{self, Dimension, Metric};
 use miro_connect::service::keepalive::SweepReport;
+use miro_connect::service::reseal::ResealReport;
 use miro_connect::Service;
+use serde::Serialize;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Refreshes and revokes (the client secret, the sealing keys); announces
@@ -23,12 +27,21 @@ pub const NEEDS: Needs = Needs {
 /// `MIRO_TIMEOUT_MS`). A sweep cut mid-refresh would lose the new tokens.
 const MARGIN: Duration = Duration::from_secs(40);
 
+/// What one run did: the sweep's counts, and the re-seal pass's under `keys`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub sweep: SweepReport,
+    pub keys: ResealReport,
+}
+
 /// The scheduler's event carries nothing the sweep needs.
 pub async fn handle(
     service: &Service,
     event: LambdaEvent<serde_json::Value>,
-) -> Result<SweepReport, Error> {
-    let report = service.sweep(stop_at(event.context.deadline)).await?;
+) -> Result<Report, Error> {
+    let stop = stop_at(event.context.deadline);
+    let report = service.sweep(stop).await?;
     for (metric, n) in [
         (Metric::KeepAliveRefreshed, report.refreshed),
         (Metric::KeepAliveProbed, report.probed),
@@ -49,7 +62,31 @@ pub async fn handle(
         unfinished = report.unfinished,
         "sweep done"
     );
-    Ok(report)
+    // Keeping connections alive comes first; re-sealing takes what is left.
+    let keys = service.reseal(stop).await?;
+    for (key_id, n) in &keys.remaining {
+        metrics::count(
+            Metric::SealedUnderKey,
+            *n,
+            &[(Dimension::Key, metrics::key_id(key_id))],
+        );
+    }
+    metrics::count(Metric::SealedUnderMissingKey, keys.missing, &[]);
+    lambda_runtime::tracing::info!(
+        newest = %keys.newest,
+        resealed = keys.resealed,
+        moved_on = keys.moved_on,
+        unopenable = keys.unopenable,
+        errors = keys.errors,
+        remaining = ?keys.remaining,
+        missing = keys.missing,
+        unfinished = keys.unfinished,
+        "re-seal done"
+    );
+    Ok(Report {
+        sweep: report,
+        keys,
+    })
 }
 
 /// The invocation's deadline (epoch milliseconds) less the margin, as an `Instant`.

@@ -6,8 +6,8 @@
 //! the Miro call loop), [`connections`] (status, disconnect, revocation),
 //! [`content`] (a board's items, exactly once), [`tokens`] (refresh under
 //! the lease), [`events`] (the board-request
-//! consumer), [`keepalive`] (the scheduled sweep); [`retry`] holds the
-//! waiting and backoff they share.
+//! consumer), [`keepalive`] (the scheduled sweep), [`reseal`] (retiring a
+//! sealing key); [`retry`] holds the waiting and backoff they share.
 
 pub mod authorization;
 pub mod boards;
@@ -16,6 +16,7 @@ pub mod connections;
 pub mod content;
 pub mod events;
 pub mod keepalive;
+pub mod reseal;
 pub mod retry;
 pub mod tokens;
 

@@ -1,4 +1,9 @@
 //! In-memory adapter for local runs: one process, nothing persisted.
+//!
+//! It seals nothing (nothing leaves the process), but it can be told a key
+//! ring's ids ([`MemoryStore::set_key_ids`]) and then records which key
+//! would have sealed each connection, so that the store contract holds it
+//! to the same key rotation as the DynamoDB adapter.
 
 use super::{
     completion_key, connections_key, flows_key, idempotency_key, is_live, pending_key, team_key,
@@ -12,8 +17,10 @@ use crate::token_protocol::{
     ItemState,
 };
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
+
+use super::keys::{KeyCount, KeyStore, KeySummary, Resealed, Sealed, SealedCount};
 
 #[derive(Debug, Clone)]
 enum Item {
@@ -54,11 +61,36 @@ fn default_team_key(user: &AppUser) -> String {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     items: Mutex<HashMap<String, Item>>,
+    /// Locked after `items` where both are needed.
+    keys: Mutex<MemoryKeys>,
+}
+
+/// The key ring's ids (the sealing one first), the key each connection's
+/// tokens would be sealed under (by its item key), and the key summary.
+#[derive(Debug, Default)]
+struct MemoryKeys {
+    ring: Vec<String>,
+    sealed_by: HashMap<String, (ConnectionKey, String)>,
+    summary: KeySummary,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// As a deployment whose key ring changed: writes from now on are
+    /// sealed under the first of `ids`, and only `ids` open.
+    pub fn set_key_ids(&self, ids: &[&str]) {
+        if let Ok(mut keys) = self.keys.lock() {
+            keys.ring = ids.iter().map(|id| id.to_string()).collect();
+        }
+    }
+
+    fn lock_keys(&self) -> Result<MutexGuard<'_, MemoryKeys>, StoreError> {
+        self.keys
+            .lock()
+            .map_err(|_| StoreError::Unavailable("memory store poisoned".into()))
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, HashMap<String, Item>>, StoreError> {
@@ -108,6 +140,23 @@ impl MemoryStore {
             Change::Keep => {}
             Change::Delete => {
                 items.remove(&key);
+                self.lock_keys()?.sealed_by.remove(&key);
+            }
+            Change::Sealed(c, state) => {
+                let mut keys = self.lock_keys()?;
+                match keys.ring.first().cloned() {
+                    Some(current) => {
+                        keys.sealed_by.insert(key.clone(), (c.key.clone(), current));
+                    }
+                    None => {
+                        keys.sealed_by.remove(&key);
+                    }
+                }
+                drop(keys);
+                let mut c = *c;
+                c.version = state.version;
+                c.lease_until = state.lease_until;
+                items.insert(key, Item::Connection(c, state));
             }
             Change::Put(mut c, state) => {
                 // What a read shows of the item comes from its state.
@@ -136,6 +185,9 @@ enum Change {
     Keep,
     Delete,
     Put(Box<Connection>, ItemState<String>),
+    /// A put whose tokens are new (a consent, a refresh): sealed under the
+    /// ring's first key, as the DynamoDB adapter seals every such write.
+    Sealed(Box<Connection>, ItemState<String>),
 }
 
 fn taken<T>(value: Option<T>, expires_at: impl Fn(&T) -> i64, now: i64) -> Taken<T> {
@@ -267,7 +319,7 @@ impl ConnectionStore for MemoryStore {
         self.with_connection(&connection.key, |old| {
             (
                 old.map(|(c, _)| c.clone()),
-                Change::Put(
+                Change::Sealed(
                     Box::new(connection.clone()),
                     ItemState::connected(connection.version),
                 ),
@@ -356,7 +408,7 @@ impl ConnectionStore for MemoryStore {
                 ) =>
             {
                 let state = state.clone().renewed(connection.version, holder);
-                (true, Change::Put(Box::new(connection.clone()), state))
+                (true, Change::Sealed(Box::new(connection.clone()), state))
             }
             _ => (false, Change::Keep),
         })
@@ -607,6 +659,124 @@ impl BreakerStore for MemoryStore {
 
     async fn breaker_clear(&self) -> Result<(), StoreError> {
         self.lock()?.remove(BREAKER_KEY);
+        Ok(())
+    }
+}
+
+/// A connection's place in the sealing-key index's order (user, then team).
+fn index_order(key: &ConnectionKey) -> (String, String) {
+    (connections_key(&key.user), team_key(&key.team_id))
+}
+
+#[async_trait]
+impl KeyStore for MemoryStore {
+    fn key_ids(&self) -> Vec<String> {
+        self.lock_keys().map(|k| k.ring.clone()).unwrap_or_default()
+    }
+
+    async fn sealed_under(
+        &self,
+        key_id: &str,
+        after: Option<&ConnectionKey>,
+        limit: usize,
+    ) -> Result<Vec<Sealed>, StoreError> {
+        let items = self.lock()?;
+        let keys = self.lock_keys()?;
+        let mut found: Vec<Sealed> = keys
+            .sealed_by
+            .iter()
+            .filter(|(_, (_, id))| id == key_id)
+            .filter_map(|(item_key, (key, _))| match items.get(item_key) {
+                Some(Item::Connection(_, state)) => Some(Sealed {
+                    key: key.clone(),
+                    version: state.version,
+                }),
+                _ => None,
+            })
+            .filter(|s| after.is_none_or(|a| index_order(&s.key) > index_order(a)))
+            .collect();
+        found.sort_by_key(|s| index_order(&s.key));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn count_sealed_under(
+        &self,
+        key_id: &str,
+        limit: u64,
+    ) -> Result<SealedCount, StoreError> {
+        let all = self
+            .lock_keys()?
+            .sealed_by
+            .values()
+            .filter(|(_, id)| id == key_id)
+            .count() as u64;
+        Ok(SealedCount {
+            sealed: all.min(limit),
+            at_least: all > limit,
+        })
+    }
+
+    async fn reseal_connection(
+        &self,
+        key: &ConnectionKey,
+        version: u64,
+    ) -> Result<Resealed, StoreError> {
+        let items = self.lock()?;
+        let mut keys = self.lock_keys()?;
+        let item_key = connection_item_key(key);
+        let Some(Item::Connection(_, state)) = items.get(&item_key) else {
+            return Ok(Resealed::Gone);
+        };
+        // The same condition as the DynamoDB adapter's: at the version read.
+        if state.version != version {
+            return Ok(Resealed::MovedOn);
+        }
+        let Some(current) = keys.ring.first().cloned() else {
+            return Ok(Resealed::Unopenable);
+        };
+        let sealed_under = keys.sealed_by.get(&item_key).map(|(_, id)| id.clone());
+        match sealed_under {
+            Some(id) if id == current => Ok(Resealed::Current),
+            Some(id) if keys.ring.contains(&id) => {
+                keys.sealed_by.insert(item_key, (key.clone(), current));
+                Ok(Resealed::Done)
+            }
+            _ => Ok(Resealed::Unopenable),
+        }
+    }
+
+    async fn key_summary(&self) -> Result<KeySummary, StoreError> {
+        Ok(self.lock_keys()?.summary.clone())
+    }
+
+    async fn register_key(&self, key_id: &str, now: i64) -> Result<(), StoreError> {
+        self.lock_keys()?
+            .summary
+            .keys
+            .entry(key_id.to_string())
+            .or_insert(KeyCount {
+                count: None,
+                at: now,
+            });
+        Ok(())
+    }
+
+    async fn record_key_counts(
+        &self,
+        counts: &BTreeMap<String, SealedCount>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut keys = self.lock_keys()?;
+        for (id, count) in counts {
+            keys.summary.keys.insert(
+                id.clone(),
+                KeyCount {
+                    count: Some(*count),
+                    at: now,
+                },
+            );
+        }
         Ok(())
     }
 }

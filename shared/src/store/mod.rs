@@ -8,6 +8,7 @@
 //! TTL deletes expired items up to days late.
 
 pub mod dynamo;
+pub mod keys;
 pub mod memory;
 
 use crate::domain::{
@@ -416,8 +417,14 @@ pub trait IdempotencyStore: Send + Sync {
     async fn release(&self, user: &AppUser, key: &str) -> Result<(), StoreError>;
 }
 
-pub trait Store: AuthorizationStore + ConnectionStore + IdempotencyStore + BreakerStore {}
-impl<T: AuthorizationStore + ConnectionStore + IdempotencyStore + BreakerStore> Store for T {}
+pub trait Store:
+    AuthorizationStore + ConnectionStore + IdempotencyStore + BreakerStore + keys::KeyStore
+{
+}
+impl<T> Store for T where
+    T: AuthorizationStore + ConnectionStore + IdempotencyStore + BreakerStore + keys::KeyStore
+{
+}
 
 pub fn pending_key(state_hash: &str) -> String {
     format!("AUTHZ#{state_hash}")

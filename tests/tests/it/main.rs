@@ -7,6 +7,7 @@ mod content;
 mod events;
 mod flows;
 mod keepalive;
+mod keys;
 mod layout;
 mod metrics;
 mod operator;

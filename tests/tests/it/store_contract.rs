@@ -11,6 +11,7 @@ use miro_connect::domain::{
 use miro_connect::identity::AppUser;
 use miro_connect::secret::Secret;
 use miro_connect::store::dynamo::DynamoStore;
+use miro_connect::store::keys::{KeyCount, Resealed, Sealed, SealedCount};
 use miro_connect::store::memory::MemoryStore;
 use miro_connect::store::{Store, StoreError, Taken};
 use std::sync::Arc;
@@ -839,6 +840,359 @@ async fn the_breaker_counts_distinct_rejections_opens_and_clears(store: Arc<dyn 
     store.breaker_clear().await.expect("clear");
     assert!(store.breaker().await.expect("read").is_clear());
 }
+
+// ---- Sealing keys: the same table through a deployment's successive rings ----
+
+/// One table (or one memory store) as deployments with different key rings
+/// see it: `ring(&["k2", "k1"])` seals under k2 and opens k2 and k1.
+pub struct Rings {
+    make: Box<StoreWithRing>,
+}
+
+/// The store as a deployment with these key ids (the sealing one first) has it.
+type StoreWithRing = dyn Fn(&[&str]) -> Arc<dyn Store> + Send + Sync;
+
+impl Rings {
+    pub fn ring(&self, ids: &[&str]) -> Arc<dyn Store> {
+        (self.make)(ids)
+    }
+}
+
+pub async fn memory_rings() -> Rings {
+    let store = Arc::new(MemoryStore::new());
+    Rings {
+        make: Box::new(move |ids| {
+            store.set_key_ids(ids);
+            store.clone() as Arc<dyn Store>
+        }),
+    }
+}
+
+/// Each key id gets one key for the table's life, whatever ring names it.
+pub async fn dynamo_rings(backend: Backend) -> Rings {
+    use miro_connect::seal::Sealer;
+    let client = dynamo_client(backend).await;
+    let table = fresh_table(&client).await;
+    let keys = std::sync::Mutex::new(std::collections::HashMap::<String, Secret>::new());
+    Rings {
+        make: Box::new(move |ids| {
+            let mut keys = keys.lock().expect("lock");
+            let ring: Vec<String> = ids
+                .iter()
+                .map(|id| {
+                    keys.entry(id.to_string())
+                        .or_insert_with(|| Sealer::generate_key_ring_entry(id))
+                        .expose()
+                        .to_string()
+                })
+                .collect();
+            let sealer = crate::support::sealer(&Secret::new(ring.join(",")));
+            Arc::new(DynamoStore::new(client.clone(), table.clone(), sealer)) as Arc<dyn Store>
+        }),
+    }
+}
+
+fn sealed_keys(found: &[Sealed]) -> std::collections::BTreeSet<String> {
+    found.iter().map(|s| s.key.user.to_string()).collect()
+}
+
+fn names(users: &[&str]) -> std::collections::BTreeSet<String> {
+    users.iter().map(|u| u.to_string()).collect()
+}
+
+async fn connections_are_found_under_the_key_that_sealed_them_and_resealed_in_place(rings: Rings) {
+    let a = rings.ring(&["k1"]);
+    assert_eq!(a.key_ids(), ["k1"]);
+    let (c1, c2) = (
+        connection("seal-1", Some(now() + 86_400)),
+        connection("seal-2", Some(now() + 86_400)),
+    );
+    for c in [&c1, &c2] {
+        a.put_connection(c).await.expect("put");
+    }
+    let under_k1 = a.sealed_under("k1", None, 10).await.expect("sealed");
+    assert_eq!(sealed_keys(&under_k1), names(&["seal-1", "seal-2"]));
+    assert!(under_k1.iter().all(|s| s.version == c1.version));
+    assert_eq!(
+        a.count_sealed_under("k1", 100).await.expect("count"),
+        SealedCount {
+            sealed: 2,
+            at_least: false
+        }
+    );
+    assert_eq!(
+        a.count_sealed_under("k1", 1).await.expect("count"),
+        SealedCount {
+            sealed: 1,
+            at_least: true
+        },
+        "counting stops at its bound"
+    );
+
+    // A new key first: new writes are sealed under it, the old ones stay.
+    let b = rings.ring(&["k2", "k1"]);
+    let c3 = connection("seal-3", Some(now() + 86_400));
+    b.put_connection(&c3).await.expect("put");
+    assert_eq!(
+        sealed_keys(&b.sealed_under("k2", None, 10).await.expect("sealed")),
+        names(&["seal-3"])
+    );
+    let first = b.sealed_under("k1", None, 1).await.expect("sealed");
+    assert_eq!(first.len(), 1, "a page of one");
+    let rest = b
+        .sealed_under("k1", Some(&first[0].key), 10)
+        .await
+        .expect("sealed");
+    assert_eq!(
+        sealed_keys(&[first, rest].concat()),
+        names(&["seal-1", "seal-2"]),
+        "the next page goes on after the last one"
+    );
+
+    assert_eq!(
+        b.reseal_connection(&c1.key, c1.version)
+            .await
+            .expect("reseal"),
+        Resealed::Done
+    );
+    assert_eq!(
+        b.reseal_connection(&c1.key, c1.version)
+            .await
+            .expect("reseal"),
+        Resealed::Current
+    );
+    assert_eq!(
+        b.get_connection(&c1.key, now()).await.expect("get"),
+        Some(c1.clone()),
+        "the same tokens, the same version"
+    );
+    assert_eq!(
+        sealed_keys(&b.sealed_under("k1", None, 10).await.expect("sealed")),
+        names(&["seal-2"])
+    );
+    assert_eq!(
+        b.count_sealed_under("k2", 100).await.expect("count").sealed,
+        2
+    );
+
+    // Without k1: what was re-sealed opens, what was not is left alone.
+    let only_k2 = rings.ring(&["k2"]);
+    assert_eq!(
+        only_k2.get_connection(&c1.key, now()).await.expect("get"),
+        Some(c1.clone())
+    );
+    assert_eq!(
+        only_k2
+            .reseal_connection(&c2.key, c2.version)
+            .await
+            .expect("reseal"),
+        Resealed::Unopenable
+    );
+    assert_eq!(
+        only_k2
+            .reseal_connection(&ConnectionKey::new(&user("seal-none"), TEAM), 1)
+            .await
+            .expect("reseal"),
+        Resealed::Gone
+    );
+    assert_eq!(
+        only_k2
+            .count_sealed_under("k1", 100)
+            .await
+            .expect("count")
+            .sealed,
+        1,
+        "still counted under k1"
+    );
+}
+
+/// A re-seal is written at the version it read, and moves neither the
+/// version nor the lease: a refresher holding the lease still writes, and a
+/// refresh that landed first is never written over.
+async fn a_reseal_never_undoes_a_refresh_nor_spoils_its_lease(rings: Rings) {
+    let old = rings.ring(&["k1"]);
+    let (c, d) = (
+        connection("lease-1", Some(now() + 86_400)),
+        connection("lease-2", Some(now() + 86_400)),
+    );
+    for x in [&c, &d] {
+        old.put_connection(x).await.expect("put");
+    }
+    let new = rings.ring(&["k2", "k1"]);
+    let t = now();
+
+    // Leased, then re-sealed: the refresher's lease and write stand.
+    assert!(new
+        .try_lease(&c.key, c.version, "r", t + 30, t)
+        .await
+        .expect("lease"));
+    assert_eq!(
+        new.reseal_connection(&c.key, c.version)
+            .await
+            .expect("reseal"),
+        Resealed::Done
+    );
+    let held = new
+        .get_connection(&c.key, t)
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!(
+        (held.version, held.lease_until, &held.access_token),
+        (c.version, Some(t + 30), &c.access_token)
+    );
+    assert!(
+        !new.try_lease(&c.key, c.version, "other", t + 30, t)
+            .await
+            .expect("lease"),
+        "still r's lease"
+    );
+    let renewed = Connection {
+        access_token: Secret::random(),
+        version: c.version + 1,
+        ..c.clone()
+    };
+    assert!(
+        new.replace_tokens(&renewed, c.version, "r")
+            .await
+            .expect("replace"),
+        "the refresher writes over the re-seal"
+    );
+    assert_eq!(
+        new.get_connection(&c.key, t).await.expect("get"),
+        Some(renewed)
+    );
+
+    // Found under k1, then refreshed before the re-seal: nothing written.
+    let found = new.sealed_under("k1", None, 10).await.expect("sealed");
+    let entry = found.iter().find(|s| s.key == d.key).expect("d under k1");
+    assert!(new
+        .try_lease(&d.key, d.version, "s", t + 30, t)
+        .await
+        .expect("lease"));
+    let refreshed = Connection {
+        access_token: Secret::random(),
+        refresh_token: Some(Secret::random()),
+        version: d.version + 1,
+        ..d.clone()
+    };
+    assert!(new
+        .replace_tokens(&refreshed, d.version, "s")
+        .await
+        .expect("replace"));
+    assert_eq!(
+        new.reseal_connection(&entry.key, entry.version)
+            .await
+            .expect("reseal"),
+        Resealed::MovedOn
+    );
+    assert_eq!(
+        new.get_connection(&d.key, t).await.expect("get"),
+        Some(refreshed),
+        "the refresh's tokens, not the old ones"
+    );
+    assert!(
+        new.sealed_under("k1", None, 10)
+            .await
+            .expect("sealed")
+            .is_empty(),
+        "the refresh sealed it under the new key"
+    );
+}
+
+async fn the_key_summary_keeps_every_key_it_was_told_of(rings: Rings) {
+    use std::collections::BTreeMap;
+    let store = rings.ring(&["k1"]);
+    assert!(store.key_summary().await.expect("summary").keys.is_empty());
+    store.register_key("k1", 100).await.expect("register");
+    let counted = |sealed, at_least, at| KeyCount {
+        count: Some(SealedCount { sealed, at_least }),
+        at,
+    };
+    assert_eq!(
+        store.key_summary().await.expect("summary").keys,
+        BTreeMap::from([(
+            "k1".to_string(),
+            KeyCount {
+                count: None,
+                at: 100
+            }
+        )]),
+        "registered, not counted"
+    );
+    store
+        .record_key_counts(
+            &BTreeMap::from([
+                (
+                    "k1".to_string(),
+                    SealedCount {
+                        sealed: 3,
+                        at_least: false,
+                    },
+                ),
+                (
+                    "k2".to_string(),
+                    SealedCount {
+                        sealed: 0,
+                        at_least: false,
+                    },
+                ),
+            ]),
+            200,
+        )
+        .await
+        .expect("record");
+    store.register_key("k1", 300).await.expect("register");
+    store
+        .record_key_counts(
+            &BTreeMap::from([(
+                "k2".to_string(),
+                SealedCount {
+                    sealed: 5,
+                    at_least: true,
+                },
+            )]),
+            400,
+        )
+        .await
+        .expect("record");
+    assert_eq!(
+        store.key_summary().await.expect("summary").keys,
+        BTreeMap::from([
+            ("k1".to_string(), counted(3, false, 200)),
+            ("k2".to_string(), counted(5, true, 400)),
+        ]),
+        "a registration keeps the count; a key not named keeps its own"
+    );
+}
+
+macro_rules! keys_contract {
+    ($adapter:ident, $make:expr) => {
+        mod $adapter {
+            use super::*;
+
+            #[tokio::test]
+            async fn connections_are_found_under_the_key_that_sealed_them_and_resealed_in_place() {
+                super::connections_are_found_under_the_key_that_sealed_them_and_resealed_in_place(
+                    $make.await,
+                )
+                .await
+            }
+            #[tokio::test]
+            async fn a_reseal_never_undoes_a_refresh_nor_spoils_its_lease() {
+                super::a_reseal_never_undoes_a_refresh_nor_spoils_its_lease($make.await).await
+            }
+            #[tokio::test]
+            async fn the_key_summary_keeps_every_key_it_was_told_of() {
+                super::the_key_summary_keeps_every_key_it_was_told_of($make.await).await
+            }
+        }
+    };
+}
+
+keys_contract!(keys_memory_store, memory_rings());
+keys_contract!(keys_dynamodb_local, dynamo_rings(Backend::DynamoDbLocal));
+keys_contract!(keys_moto, dynamo_rings(Backend::Moto));
 
 macro_rules! contract {
     ($adapter:ident, $make:expr) => {

@@ -430,16 +430,19 @@ fn the_queue_takes_messages_only_from_the_rule() {
 // ---- Least privilege by key ----
 
 /// The item kinds (partition key prefixes) each function may touch.
-// BREAKER is the refresh breaker's one item: every function that refreshes.
+// BREAKER is the refresh breaker's one item (every function that
+// refreshes); every function that seals reads the key summary (KEYRING#) at
+// its cold start, and registers its sealing key there.
 fn item_kinds(f: Function) -> &'static [&'static str] {
     match f {
         Function::AuthStart => &["AUTHZ#", "FLOWS#"],
-        Function::AuthCallback => &["AUTHZ#", "FLOWS#", "DONE#", "CONN#", "BREAKER"],
-        Function::CreateBoard => &["AUTHZ#", "FLOWS#", "CONN#", "IDEM#", "BREAKER"],
-        Function::Connection => &["CONN#"],
-        Function::BoardEvents => &["CONN#", "IDEM#", "BREAKER"],
-        // SWEEP# is the sweep index's partition key (the day connections fall due).
-        Function::KeepAlive => &["CONN#", "SWEEP#", "BREAKER"],
+        Function::AuthCallback => &["AUTHZ#", "FLOWS#", "DONE#", "CONN#", "BREAKER", "KEYRING#"],
+        Function::CreateBoard => &["AUTHZ#", "FLOWS#", "CONN#", "IDEM#", "BREAKER", "KEYRING#"],
+        Function::Connection => &["CONN#", "KEYRING#"],
+        Function::BoardEvents => &["CONN#", "IDEM#", "BREAKER", "KEYRING#"],
+        // SWEEP# is the sweep index's partition key (the day connections
+        // fall due), SEALED# the sealing-key index's (the key id).
+        Function::KeepAlive => &["CONN#", "SWEEP#", "SEALED#", "BREAKER", "KEYRING#"],
     }
 }
 
@@ -460,8 +463,16 @@ fn every_role_reaches_only_the_item_kinds_it_uses() {
         let binary = f["Metadata"]["BuildProperties"]["Binary"]
             .as_str()
             .expect("binary");
-        let kinds = item_kinds(built(binary, &name));
+        let function = built(binary, &name);
+        let kinds = item_kinds(function);
         seen.insert(binary);
+        // A cold start that seals reads the key summary first (and may
+        // register its key there): exactly the functions that read the secret.
+        assert_eq!(
+            kinds.contains(&"KEYRING#"),
+            needs(function).secrets,
+            "{name}"
+        );
         let want: BTreeSet<String> = kinds.iter().map(|k| format!("{k}*")).collect();
 
         let dynamo: Vec<&Yaml> = statements_of(f)
@@ -474,15 +485,18 @@ fn every_role_reaches_only_the_item_kinds_it_uses() {
         assert_eq!(dynamo.len(), 1, "{name}: one DynamoDB statement");
         let s = dynamo[0];
         assert_eq!(s["Effect"].as_str(), Some("Allow"), "{name}");
-        // The table, and for the sweep its sparse index.
+        // The table, and for the keep-alive its sparse indexes.
         let resources = match &s["Resource"] {
             Yaml::Array(list) => list.iter().filter_map(|r| r.as_str()).collect(),
             other => other.as_str().into_iter().collect::<Vec<_>>(),
         };
-        let want_resources = match kinds.contains(&"SWEEP#") {
-            true => vec!["Table.Arn", "${Table.Arn}/index/sweep"],
-            false => vec!["Table.Arn"],
-        };
+        let mut want_resources = vec!["Table.Arn"];
+        if kinds.contains(&"SWEEP#") {
+            want_resources.push("${Table.Arn}/index/sweep");
+        }
+        if kinds.contains(&"SEALED#") {
+            want_resources.push("${Table.Arn}/index/sealed");
+        }
         assert_eq!(resources, want_resources, "{name}");
         assert_eq!(
             keys(&s["Condition"]),
@@ -624,12 +638,13 @@ fn the_dashboard_and_alarms_show_the_documented_metrics() {
         [
             "KeepAliveErrors",
             "RefreshBreakerOpened",
+            "SealedUnderMissingKey",
             "TokenRefreshFailures",
             "TokenRefreshes"
         ]
         .map(String::from)
         .into(),
-        "the refresh-failure rate, the breaker and keep-alive errors are alarmed"
+        "the refresh-failure rate, the breaker, keep-alive errors and connections under a missing key are alarmed"
     );
 }
 

@@ -44,6 +44,15 @@ pub const SWEEP_INDEX: &str = "sweep";
 pub const SWEEP_DAY: &str = "sweep_day";
 pub const SWEEP_AT: &str = "sweep_at";
 
+/// The sparse sealing-key index (`keys`): `SEALED#<key id>` names the key
+/// a connection's tokens are sealed under; only connection items carry it.
+pub const SEALED_INDEX: &str = "sealed";
+pub const SEALED_BY: &str = "sealed_by";
+
+pub(super) fn sealed_by(key_id: &str) -> AttributeValue {
+    AttributeValue::S(format!("SEALED#{key_id}"))
+}
+
 pub(super) fn sweep_day(sweep_at: i64) -> AttributeValue {
     AttributeValue::S(format!("SWEEP#{}", sweep_at.div_euclid(86_400)))
 }
@@ -64,7 +73,7 @@ pub(super) fn connection_key_of(key: &ConnectionKey) -> Item {
 
 /// What a connection's tokens are sealed to: its whole key, so that a
 /// sealed token copied to another user's or team's item does not open.
-fn sealing_context(key: &ConnectionKey) -> String {
+pub(super) fn sealing_context(key: &ConnectionKey) -> String {
     format!("{}#{}", connections_key(&key.user), team_key(&key.team_id))
 }
 
@@ -96,6 +105,7 @@ impl Codec {
         if let Some(refresh) = &connection.refresh_token {
             item.insert(REFRESH_TOKEN.into(), self.seal(&key, refresh)?);
         }
+        item.insert(SEALED_BY.into(), sealed_by(self.sealer()?.current_key_id()));
         if let Some(t) = connection.access_expires_at {
             item.insert(ACCESS_EXPIRES_AT.into(), n(t));
         }

@@ -11,10 +11,11 @@
 
 mod breaker;
 mod codec;
+mod keys;
 mod retired;
 
 use codec::*;
-pub use codec::{PK, SK, SWEEP_AT, SWEEP_DAY, SWEEP_INDEX, TTL_ATTRIBUTE};
+pub use codec::{PK, SEALED_BY, SEALED_INDEX, SK, SWEEP_AT, SWEEP_DAY, SWEEP_INDEX, TTL_ATTRIBUTE};
 
 use super::{
     completion_key, connections_key, flows_key, idempotency_key, pending_key, AuthorizationStore,
@@ -77,6 +78,7 @@ impl DynamoStore {
                     (SK, ScalarAttributeType::S),
                     (SWEEP_DAY, ScalarAttributeType::S),
                     (SWEEP_AT, ScalarAttributeType::N),
+                    (SEALED_BY, ScalarAttributeType::S),
                 ]
                 .into_iter()
                 .map(|(name, kind)| {
@@ -101,6 +103,7 @@ impl DynamoStore {
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?,
             ))
             .global_secondary_indexes(sweep_index()?)
+            .global_secondary_indexes(keys::sealed_index()?)
             .send()
             .await;
         match created {
@@ -751,14 +754,20 @@ impl ConnectionStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(connection_key_of(key)))
-            .update_expression("SET #d = :d, #at = :at")
+            // A connection stored before the sealing key's id was recorded
+            // joins the sealing-key index as UNRECORDED here (every
+            // connection is rescheduled within KEEPALIVE_PROBE_DAYS), so
+            // the re-seal pass finds it without a Scan.
+            .update_expression("SET #d = :d, #at = :at, #sb = if_not_exists(#sb, :unrecorded)")
             .condition_expression("#v = :v")
             .expression_attribute_names("#d", SWEEP_DAY)
             .expression_attribute_names("#at", SWEEP_AT)
             .expression_attribute_names("#v", VERSION)
+            .expression_attribute_names("#sb", SEALED_BY)
             .expression_attribute_values(":d", sweep_day(sweep_at))
             .expression_attribute_values(":at", n(sweep_at))
             .expression_attribute_values(":v", n(version as i64))
+            .expression_attribute_values(":unrecorded", sealed_by(super::keys::UNRECORDED))
             .send()
             .timed("UpdateItem")
             .await;
