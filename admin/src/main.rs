@@ -4,6 +4,7 @@
 //!
 //!   miro-connect-admin restore [--since EPOCH] [--until EPOCH] [--reason REASON]
 //!   miro-connect-admin breaker [reset]
+//!   miro-connect-admin keys
 //!
 //! Each prints one JSON object: what it found or did.
 
@@ -24,7 +25,10 @@ const USAGE: &str = "usage:
       retired connections (retired at or after --since, before --until) are tried with their
       kept refresh token; those Miro honours are connected again
   miro-connect-admin breaker [reset]
-      the refresh breaker's state; `reset` closes it";
+      the refresh breaker's state; `reset` closes it
+  miro-connect-admin keys
+      every sealing key id, whether this ring has it, and the connections it sealed at the
+      last count (a key leaves the ring at 0)";
 
 #[derive(Debug, thiserror::Error)]
 enum AdminError {
@@ -45,6 +49,7 @@ impl From<lexopt::Error> for AdminError {
 enum Command {
     Restore(RestoreFilter),
     Breaker { reset: bool },
+    Keys,
 }
 
 #[tokio::main]
@@ -77,6 +82,7 @@ async fn execute(service: &Service, command: Command) -> Result<Value, AdminErro
             }
             json!(service.breaker().await?)
         }
+        Command::Keys => json!(service.key_counts().await?),
     })
 }
 
@@ -107,6 +113,10 @@ fn parse(mut args: lexopt::Parser) -> Result<Command, AdminError> {
             };
             Ok(Command::Breaker { reset })
         }
+        "keys" => match args.next()? {
+            None => Ok(Command::Keys),
+            Some(other) => Err(other.unexpected().into()),
+        },
         other => Err(usage(&format!("unknown command {other:?}"))),
     }
 }

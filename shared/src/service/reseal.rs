@@ -254,3 +254,48 @@ impl Service {
         Ok(())
     }
 }
+
+/// One key id as the operator sees it (`miro-connect-admin keys`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyView {
+    pub key_id: String,
+    /// In this process's ring (`TOKEN_SEALING_KEYS`); the first seals.
+    pub in_ring: bool,
+    pub sealing: bool,
+    /// Connections it sealed at the last count; `None`: not counted yet.
+    pub connections: Option<u64>,
+    /// The count stopped at its bound: at least that many.
+    pub at_least: bool,
+    /// When it was counted, or else registered (RFC 3339).
+    pub at: String,
+}
+
+impl Service {
+    /// Every key id the table knows of, with what each still seals: a key
+    /// may leave the ring once its count is 0 (README, "Rotating the
+    /// sealing keys").
+    pub async fn key_counts(&self) -> Result<Vec<KeyView>, Error> {
+        let ring = self.store.key_ids();
+        let summary = self.store.key_summary().await?;
+        let mut ids: Vec<String> = summary.keys.keys().cloned().collect();
+        for id in &ring {
+            if !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
+        Ok(ids
+            .into_iter()
+            .map(|key_id| {
+                let count = summary.keys.get(&key_id).copied().unwrap_or_default();
+                KeyView {
+                    in_ring: ring.contains(&key_id),
+                    sealing: ring.first() == Some(&key_id),
+                    connections: count.count.map(|c| c.sealed),
+                    at_least: count.count.is_some_and(|c| c.at_least),
+                    at: rfc3339(count.at),
+                    key_id,
+                }
+            })
+            .collect())
+    }
+}
