@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Show moto's SQS race that loses acknowledged messages and brings deleted ones back.
+"""Show moto's SQS race: two deletes at once lose acknowledged messages and bring deleted ones back.
 
-What moto does (moto 5.2.5, moto/sqs/models.py, `Queue`): `add_message` appends
-to `self._messages` under `self._messages_lock` (a `threading.Condition`);
-nothing else takes that lock except `wait_for_messages` (the long poll).
-`delete_message` holds no lock: it walks `self._messages` and then replaces it
-with the copy it built,
+What moto does (moto 5.2.5, moto/sqs/models.py, on CPython 3.11).
+`Queue.add_message` appends to `self._messages` under `self._messages_lock` (a
+`threading.Condition`); the only other user of that lock is `wait_for_messages`
+(the long poll). `Queue.delete_message` takes no lock: it walks
+`self._messages` and replaces it with the copy it built,
 
     new_messages = []
     for message in self._messages:
@@ -14,54 +14,89 @@ with the copy it built,
         new_messages.append(message)
     self._messages = new_messages
 
-The walk follows the live list, so a send appended while one delete walks is
-seen and kept, and the last step (loop end, then the store) has no point where
-CPython 3.11 switches threads. What breaks is two deletes that overlap (moto's
-server answers each request on its own thread; DeleteMessageBatch calls
-delete_message once per entry, each walk O(queue length)): the one that
-finishes second stores a copy of the list the first one replaced. That copy
-still holds the first one's message (deleted, "Successful", yet it comes back
-when its visibility timeout ends) and lacks every message sent between the two
-stores (acknowledged by SendMessageBatch, never receivable). `receive_message`
-(SQSBackend) takes no lock either: two receives can both pass the `visible`
-check before either marks the message received, so one message goes to two
-receivers at once. Real SQS loses nothing; it may deliver a message twice
-(at least once), but not after a delete of it succeeded.
+A lone delete does not drop a send: the walk follows the live list, so a
+message appended while it walks is copied too, and between the walk's end and
+the store (FOR_ITER, LOAD_FAST, LOAD_FAST, STORE_ATTR) CPython 3.11 never
+switches threads. What breaks is two deletes at once (moto's server answers
+each request on a thread of its own; DeleteMessageBatch calls delete_message
+once per entry): the one that stores second stores a copy of the list the
+first one had already replaced. That copy holds the first one's message again
+(its delete was answered Successful; it is received again once its visibility
+timeout ends: "came back") and lacks what was appended to the first one's list
+in between (acknowledged by SendMessageBatch, never receivable: "lost").
+`SQSBackend.receive_message` takes no lock either: two receives can both pass
+`message.visible` before either marks the message received, so one message goes
+to two receivers at once (if the second marks it after the first deleted it,
+its new receipt handle can fail ReceiptHandleIsInvalid), and iterating
+`_pending_messages` while another thread changes it sometimes fails the
+ReceiveMessage ("Set changed size during iteration"). SQS loses nothing; it may
+deliver a message twice (at least once), but not after a delete of it succeeded.
 
-This script sends batches of 10 from several threads while others receive and
-delete (DeleteMessageBatch), on one queue, and records every MessageId that
+What this script does. Several threads send batches of 10 while others receive
+(10 at a time, short polls) and delete each batch with DeleteMessageBatch, on
+one queue with a 10 s visibility timeout; senders pause while the queue
+reports --backlog messages or more (moto's receive reads the queue's
+attributes, several scans of the whole list, for every message it returns, so
+a big queue makes a run slow, not more telling). It records every MessageId
 SendMessageBatch acknowledged, every receive of it (when the call started and
-returned) and when a delete of it was answered Successful. It drains before it
-judges: it stops only when every sender is done, no receiver holds a batch,
-nothing was received since the previous check, and the queue reports no
-visible and no in-flight message (ApproximateNumberOfMessages and
-ApproximateNumberOfMessagesNotVisible) for --quiet checks in a row (or at
---limit, reported as not drained). Then:
+when it returned) and when a delete of it was first answered Successful. It
+drains before it judges: it stops only when every sender is done, no receiver
+holds a batch, nothing was received since the previous check, and the queue
+reports no visible and no in-flight message (ApproximateNumberOfMessages and
+ApproximateNumberOfMessagesNotVisible) for --quiet checks 0.25 s apart in a
+row; at --limit it says it did not drain and judges nothing lost. Then:
 
-  lost       acknowledged, never received, and the drained queue holds nothing;
+  lost       acknowledged, never received, and the queue drained;
   came back  received by a call that started after a delete of that message
-             was answered Successful (the timestamps are the receive's start
-             and the delete's answer, so a receive that overlapped the delete
-             is not counted);
-  at once    received again by a call that started before any successful
-             delete of it and before its visibility timeout could end;
-  expired    received again after its visibility timeout could have ended
-             (legitimate redelivery; the timeout, 20 s, is far longer than a
-             receiver ever holds a batch, which is printed).
+             had been answered Successful (the receive's start against the
+             delete's answer, so a receive that overlapped the delete is not
+             counted);
+  at once    received again by a call that started before any Successful
+             delete of it and before its visibility timeout could have ended;
+  again after its visibility timeout, undeleted
+             legitimate redelivery if a receiver held the message that long;
+             the longest time from a receive's start to its delete's answer
+             is printed.
 
-Modes (--serialize, --serialize-deletes and --in-process combine):
+Modes (each combines with --in-process and --switch-interval):
 
-    python bench/moto-sqs-race.py                      # moto's server, no lock
-    python bench/moto-sqs-race.py --serialize          # one lock in this script
-        # around every SendMessageBatch and DeleteMessageBatch: the control
+    python bench/moto-sqs-race.py                      # moto_server, no lock
+    python bench/moto-sqs-race.py --serialize          # the control: one
+        # (first come, first served) lock in this script around every
+        # SendMessageBatch and DeleteMessageBatch
     python bench/moto-sqs-race.py --serialize-deletes  # deletes take turns
         # among themselves, sends run freely: is a send during a delete lost?
-    python bench/moto-sqs-race.py --in-process         # the same on moto's
-        # SQSBackend and Queue objects from threads in this process, no HTTP
+    python bench/moto-sqs-race.py --in-process         # the same calls on
+        # moto's SQSBackend and Queue in this process, from threads: no HTTP
+    ... --switch-interval 0.00001                      # sys.setswitchinterval
+        # in the process moto runs in (default 0.005 s): threads switch more
+        # often, so deletes overlap more often
+
+What it showed here (2 cores shared with other work; defaults: 8 senders x 25
+batches = 2000 messages, 8 receivers, backlog 200, visibility 10 s; runs took
+13-110 s):
+  --in-process: lost 28, 6, 0, 0; came back 37, 50, 0, 0 (4 runs: the race
+    needs a thread switch inside a delete's walk, which is short at this
+    backlog). With --switch-interval 0.00001: lost 0, 0, 10; came back 54,
+    117, 39 (3 runs).
+  --in-process --serialize and --in-process --serialize-deletes, at either
+    interval: nothing lost, nothing came back (2 or 3 runs each).
+  moto_server, default interval: nothing lost, nothing came back (4 runs).
+    With --backlog 1000 (~140 s a run): lost 0, 0; came back 18, 20 (a
+    receive to its delete's answer took up to 13 s there, past the timeout,
+    so "again after its visibility timeout" may be legitimate at that
+    backlog). With --switch-interval 0.00001: lost 2, 5, 0; came back 19, 99,
+    24 (3 runs).
+  moto_server --serialize and --serialize-deletes, at either interval:
+    nothing lost, nothing came back (2 to 5 runs each).
+  Every mode had a few "at once" (0-21 a run). In the runs that timed it, a
+  receive to its delete's answer took at most 3.1 s at the default interval,
+  7.3 s with 0.00001: well inside the timeout.
 
 It starts its own moto_server on a free loopback port unless given --endpoint.
 Exit status: 0 if drained with nothing lost and nothing come back, 1 otherwise
-("at once" and "expired" are reported, not failed: SQS delivers at least once).
+("at once" and "again after its visibility timeout" are reported, not failed:
+SQS delivers at least once).
 """
 
 import argparse
@@ -251,7 +286,7 @@ def main():
     p.add_argument("--backlog", type=int, default=200, help="senders pause while the queue reports this many messages or more (200): moto's scans are O(queue length)")
     p.add_argument("--visibility", type=int, default=VISIBILITY, help=f"the queue's visibility timeout, s ({VISIBILITY})")
     p.add_argument("--quiet", type=int, default=8, help="checks in a row (0.25 s apart) the drained queue must stand empty (8)")
-    p.add_argument("--limit", type=float, default=110, help="bound on the whole run, s (110)")
+    p.add_argument("--limit", type=float, default=150, help="bound on the whole run, s (150)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--serialize", action="store_true", help="one lock around every SendMessageBatch and DeleteMessageBatch")
     g.add_argument("--serialize-deletes", action="store_true", help="one lock around every DeleteMessageBatch only")
@@ -426,7 +461,7 @@ def run(args, q):
         f"mode: {mode}; {'in process, no HTTP' if args.in_process else 'moto_server at ' + q.endpoint}; "
         f"{args.senders} senders x {args.batches} batches of 10, {args.receivers} receivers, "
         f"visibility {args.visibility} s"
-        + f"; moto's switch interval {args.switch_interval or 0.005} s"
+        + f"; moto's switch interval {args.switch_interval if args.switch_interval is not None else 0.005} s"
     )
     rows = [
         ("sent (acknowledged by SendMessageBatch)", f"{len(sent)}  (failed entries: {send_failed})"),
