@@ -334,10 +334,12 @@ pub async fn section(
          settled (\"delivered again after settling\": each such message published its outcome twice, with the same \
          board). The drain ends when every message id has settled (the queue's answer to the delete says so) or is \
          dead-lettered, each counted once, or when the queue has stood empty for 3 s after the last send. moto's \
-         DeleteMessage rebuilds its message list without the lock its sends append under, so a batch sent during a \
-         delete was acknowledged and lost (7 events of one earlier run: `bench/moto-sqs-race.py` reproduces it \
-         alone); SQS does not do that, so the benchmark's sends and deletes take turns, and every message id a \
-         send acknowledged is checked against the ids received. moto's receive scans its whole queue (~0.6 ms a \
+         DeleteMessage rebuilds its message list from a copy under no lock, so two deletes at once (its server \
+         answers each request on a thread of its own) leave the list one of them copied: a message the other \
+         deleted comes back, and a batch sent between the two is acknowledged and lost (7 events of one earlier \
+         run; `bench/moto-sqs-race.py` shows both on moto's own objects, and over HTTP when moto switches threads \
+         more often or its queue is long); SQS does neither, so the benchmark's deletes take turns, with each \
+         other and with its sends, and every message id a send acknowledged is checked against the ids received. moto's receive scans its whole queue (~0.6 ms a \
          message here), which SQS does not, so the benchmark holds the burst's backlog and keeps moto's visible \
          messages topped up to {FED}; the pollers short-poll (moto's long poll holds up its other callers) and wait \
          250 ms when nothing is visible. So the drain is this machine's: moto, DynamoDB Local, the emulator and {} \
@@ -421,11 +423,12 @@ async fn one_run(
     backlog.reverse();
     let backlog = Arc::new(std::sync::Mutex::new(backlog));
     // moto's DeleteMessage rebuilds the queue's message list from a copy
-    // without holding the lock its sends append under (moto/sqs/models.py):
-    // a batch sent during that rebuild is acknowledged and then dropped, and
-    // two deletes at once can bring a deleted message back. Real SQS does
-    // neither, so the benchmark's sends and deletes take turns
-    // (`bench/moto-sqs-race.py` shows the race alone).
+    // under no lock (moto/sqs/models.py, `Queue.delete_message`): when two
+    // deletes overlap, the later store puts back the message the other
+    // deleted and drops any batch sent between the two (acknowledged, never
+    // received). Real SQS does neither, so the benchmark's deletes take
+    // turns, with each other and with its sends (`bench/moto-sqs-race.py`
+    // shows the race alone).
     let moto_turns = Arc::new(tokio::sync::Mutex::new(()));
     // Every message id acknowledged by a send, and every id received.
     let sent_ids = Arc::new(std::sync::Mutex::new(
