@@ -6,7 +6,7 @@
 //!   miro-connect-admin breaker [reset]
 //!   miro-connect-admin keys
 //!
-//! Each prints one JSON object: what it found or did.
+//! Each prints one JSON value: what it found or did.
 
 use miro_connect::bootstrap::{service_from_env, BootError, Needs};
 use miro_connect::service::breaker::RestoreFilter;
