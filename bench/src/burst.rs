@@ -656,9 +656,23 @@ async fn one_run(
     run.boards = names.len();
     let made: std::collections::HashSet<&String> = names.iter().collect();
     run.distinct = made.len();
-    run.missing = (0..total)
-        .filter(|n| !made.contains(&format!("{tag}{n}")))
-        .count();
+    let missing: Vec<String> = (0..total)
+        .map(|n| format!("{tag}{n}"))
+        .filter(|name| !made.contains(name))
+        .collect();
+    run.missing = missing.len();
+    if !run.finished {
+        // Say what the drain stopped without, not only how many.
+        let shown: Vec<&str> = missing.iter().take(20).map(String::as_str).collect();
+        eprintln!(
+            "burst {tag}: the drain ended unsettled: {} of {total} settled or dead-lettered; \
+             no board for {} events (first: {}); {} acknowledged messages never received",
+            settled.lock().map(|s| s.len()).unwrap_or_default(),
+            missing.len(),
+            shown.join(", "),
+            run.lost_by_queue,
+        );
+    }
     Ok(run)
 }
 

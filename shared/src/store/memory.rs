@@ -50,6 +50,13 @@ enum Item {
 
 const BREAKER_KEY: &str = "BREAKER";
 
+fn breaker_in(items: &HashMap<String, Item>) -> BreakerState {
+    match items.get(BREAKER_KEY) {
+        Some(Item::Breaker(state)) => state.clone(),
+        _ => BreakerState::default(),
+    }
+}
+
 fn connection_item_key(key: &ConnectionKey) -> String {
     format!("{}#{}", connections_key(&key.user), team_key(&key.team_id))
 }
@@ -624,10 +631,7 @@ impl IdempotencyStore for MemoryStore {
 #[async_trait]
 impl BreakerStore for MemoryStore {
     async fn breaker(&self) -> Result<BreakerState, StoreError> {
-        Ok(match self.lock()?.get(BREAKER_KEY) {
-            Some(Item::Breaker(state)) => state.clone(),
-            _ => BreakerState::default(),
-        })
+        Ok(breaker_in(&*self.lock()?))
     }
 
     async fn breaker_rejected(
@@ -636,10 +640,7 @@ impl BreakerStore for MemoryStore {
         now: i64,
     ) -> Result<BreakerState, StoreError> {
         let mut items = self.lock()?;
-        let mut state = match items.get(BREAKER_KEY) {
-            Some(Item::Breaker(state)) => state.clone(),
-            _ => BreakerState::default(),
-        };
+        let mut state = breaker_in(&items);
         state.rejections.insert(connection.to_string(), now);
         items.insert(BREAKER_KEY.into(), Item::Breaker(state.clone()));
         Ok(state)
@@ -647,10 +648,7 @@ impl BreakerStore for MemoryStore {
 
     async fn breaker_open(&self, now: i64, until: i64) -> Result<(), StoreError> {
         let mut items = self.lock()?;
-        let mut state = match items.get(BREAKER_KEY) {
-            Some(Item::Breaker(state)) => state.clone(),
-            _ => BreakerState::default(),
-        };
+        let mut state = breaker_in(&items);
         state.opened_at = Some(now);
         state.open_until = Some(until);
         items.insert(BREAKER_KEY.into(), Item::Breaker(state));

@@ -281,6 +281,11 @@ pub(super) fn user_of(item: &Item) -> Option<crate::identity::AppUser> {
 }
 
 /// The team a connection item in a user's partition is for, from its sort key.
+/// The connection a connection item is of, from its key.
+pub(super) fn connection_key_in(item: &Item) -> Option<ConnectionKey> {
+    Some(ConnectionKey::new(&user_of(item)?, team_of(item)?))
+}
+
 pub(super) fn team_of(item: &Item) -> Option<&str> {
     match item.get(SK) {
         Some(AttributeValue::S(sk)) => sk.strip_prefix("TEAM#"),

@@ -77,6 +77,22 @@ fn key_count(value: &AttributeValue) -> Result<KeyCount, StoreError> {
     Ok(KeyCount { count, at })
 }
 
+impl DynamoStore {
+    /// The connections `key_id` seals, through the sealing-key index.
+    fn sealed_query(
+        &self,
+        key_id: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(SEALED_INDEX)
+            .key_condition_expression("#sb = :sb")
+            .expression_attribute_names("#sb", SEALED_BY)
+            .expression_attribute_values(":sb", sealed_by(key_id))
+    }
+}
+
 #[async_trait]
 impl KeyStore for DynamoStore {
     fn key_ids(&self) -> Vec<String> {
@@ -99,13 +115,7 @@ impl KeyStore for DynamoStore {
             start
         });
         let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(SEALED_INDEX)
-            .key_condition_expression("#sb = :sb")
-            .expression_attribute_names("#sb", SEALED_BY)
-            .expression_attribute_values(":sb", sealed_by(key_id))
+            .sealed_query(key_id)
             .limit(limit.clamp(1, 1000) as i32)
             .set_exclusive_start_key(start)
             .send()
@@ -114,11 +124,11 @@ impl KeyStore for DynamoStore {
             .map_err(unavailable)?;
         let mut found = Vec::new();
         for item in out.items() {
-            let (Some(user), Some(team)) = (user_of(item), team_of(item)) else {
+            let Some(key) = connection_key_in(item) else {
                 continue;
             };
             found.push(Sealed {
-                key: ConnectionKey::new(&user, team),
+                key,
                 version: number(item, VERSION)?.unwrap_or_default().max(0) as u64,
             });
         }
@@ -137,13 +147,7 @@ impl KeyStore for DynamoStore {
             // A small bound (is there any?) reads no more than it needs.
             let page_limit = (left < 10_000).then_some(left.max(1) as i32);
             let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(SEALED_INDEX)
-                .key_condition_expression("#sb = :sb")
-                .expression_attribute_names("#sb", SEALED_BY)
-                .expression_attribute_values(":sb", sealed_by(key_id))
+                .sealed_query(key_id)
                 .select(Select::Count)
                 .set_limit(page_limit)
                 .set_exclusive_start_key(start.take())

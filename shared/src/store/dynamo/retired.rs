@@ -162,8 +162,3 @@ impl DynamoStore {
         }))
     }
 }
-
-/// The user and team of a connection item, from its key.
-fn connection_key_in(item: &Item) -> Option<ConnectionKey> {
-    Some(ConnectionKey::new(&user_of(item)?, team_of(item)?))
-}
